@@ -63,6 +63,9 @@ class MLFOOutput:
     fine: dict[str, torch.Tensor]           # level -> (n, B, t, C), t = fine_steps[level]
     graph: dict[str, torch.Tensor]          # level -> (n, B, C); {} when with_graph=False
     proto_scores: torch.Tensor              # (n, B, K) cosine scores against the prototypes
+    # For the prototype queue: past embeddings are re-scored against the current prototypes.
+    global_embedding: torch.Tensor | None = None  # (n, B, C) global-head embedding
+    prototypes: torch.Tensor | None = None        # (K, C) unit-norm rows, detached
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -149,4 +152,6 @@ class MLFOModel(nn.Module):
 
         global_embedding = _normalize(self.global_head(pooled["high"].mean(dim=2)))  # (n, C)
         out.proto_scores = split(self.prototypes(global_embedding))                  # (n, K)
+        out.global_embedding = split(global_embedding)
+        out.prototypes = self.prototypes.weight.detach()
         return out

@@ -1,0 +1,175 @@
+"""Run one evaluation on cached features of an encoder (and its baselines), write cards.
+
+Every evaluation on features has the same shape: for each encoder root, for each split,
+load train and test, compute metrics (overall and per class group), average over splits,
+write a card and figures beside the features, print one table comparing the encoders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlfo.errors import MLFOError
+from mlfo.eval import plots
+from mlfo.eval.cards import make_card, print_cards, write_card
+from mlfo.eval.features import FeatureRoot, FeatureSet, group_masks, load_feature_set
+from mlfo.eval.knn import knn_scores, topk_accuracy
+from mlfo.eval.linear import LinearProbeConfig, linear_probe
+from mlfo.eval.retrieval import DEFAULT_KS, first_hit_ranks, recall_from_ranks
+
+
+@dataclass
+class SplitResult:
+    metrics: dict[str, float]
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # extra card fields (e.g. linear model selection)
+    predictions: np.ndarray | None = None  # test predictions, for the confusion matrix
+    ranks: np.ndarray | None = None  # retrieval first-hit ranks, for the R@k curve
+
+
+def _labelled(fs: FeatureSet, role: str) -> FeatureSet:
+    if len(fs.features) == 0:
+        raise MLFOError(f"{fs.directory}: no videos in the {role} features")
+    if (fs.labels < 0).any():
+        raise MLFOError(f"{fs.directory}: {int((fs.labels < 0).sum())} {role} videos have no label")
+    return fs
+
+
+def num_classes_of(train: FeatureSet, test: FeatureSet) -> int:
+    return max(len(train.classes), int(train.labels.max()) + 1, int(test.labels.max()) + 1)
+
+
+# ---------------------------------------------------------------- per-split evaluations
+
+
+def retrieval_split(train: FeatureSet, test: FeatureSet, ks=DEFAULT_KS, center=False) -> SplitResult:
+    ranks = first_hit_ranks(train.features, train.labels, test.features, test.labels, max(ks), center)
+    groups = {g: recall_from_ranks(ranks[m], ks) for g, m in group_masks(test).items() if m.any()}
+    return SplitResult(recall_from_ranks(ranks, ks), groups, ranks=ranks)
+
+
+def knn_split(train: FeatureSet, test: FeatureSet, k=200, temperature=0.07, center=False) -> SplitResult:
+    scores = knn_scores(train.features, train.labels, test.features, num_classes_of(train, test),
+                        k, temperature, center)
+    groups = {g: topk_accuracy(scores[m], test.labels[m]) for g, m in group_masks(test).items() if m.any()}
+    return SplitResult(topk_accuracy(scores, test.labels), groups, predictions=scores.argmax(1))
+
+
+def linear_split(train: FeatureSet, test: FeatureSet, cfg: LinearProbeConfig) -> SplitResult:
+    res = linear_probe(train.features, train.labels, test.features, test.labels, num_classes_of(train, test), cfg)
+    groups = {g: topk_accuracy(res.scores[m], test.labels[m]) for g, m in group_masks(test).items() if m.any()}
+    details = {"selection": res.chosen, "search": res.search}
+    return SplitResult(res.metrics, groups, details, predictions=res.predictions)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k in dicts[0] if all(k in d for d in dicts)]
+    return {k: float(np.mean([d[k] for d in dicts])) for k in keys}
+
+
+def _mean_groups(results: list[SplitResult]) -> dict[str, dict[str, float]]:
+    names = [g for g in results[0].groups if all(g in r.groups for r in results)]
+    return {g: _mean_dicts([r.groups[g] for r in results]) for g in names}
+
+
+def evaluate_roots(
+    task: str,
+    label: str,
+    roots: list[FeatureRoot],
+    split_fn: Callable[[FeatureSet, FeatureSet], SplitResult],
+    protocol: dict,
+    level: str = "high",
+    out_dir: Path | None = None,
+    plot: bool = True,
+) -> list[dict]:
+    """Evaluate each encoder root by ``split_fn``; write ``<label>.card.json`` (+ PNGs) per root.
+
+    ``out_dir`` (only for a single root) overrides where the card goes.
+    """
+    cards, curves = [], {}
+    for root in roots:
+        per_split: dict[str, SplitResult] = {}
+        features_used = {}
+        feature_protocol = {}
+        encoder = {}
+        dataset = {}
+        for split, (train_dir, test_dir) in root.splits.items():
+            train = _labelled(load_feature_set(train_dir, level), "train")
+            test = _labelled(load_feature_set(test_dir, level), "test")
+            _check_compatible(train, test)
+            per_split[split or "default"] = split_fn(train, test)
+            features_used[split or "default"] = {"train": str(train_dir), "test": str(test_dir),
+                                                 "n_train": len(train.labels), "n_test": len(test.labels)}
+            feature_protocol = {"train": train.protocol.get("views"), "test": test.protocol.get("views")}
+            encoder = train.protocol.get("encoder") or {"name": root.root.name}
+            dataset = dict(train.protocol.get("data") or {})
+            last_train, last_test = train, test
+        results = list(per_split.values())
+        metrics = _mean_dicts([r.metrics for r in results])
+        groups = _mean_groups(results)
+        splits = {s: r.metrics for s, r in per_split.items()} if len(per_split) > 1 else {}
+        full_protocol = dict(protocol, level=level, split=_split_label(per_split),
+                             feature_views=feature_protocol, features=features_used)
+        extra = {"label": label}
+        if len(results) == 1 and results[0].details:
+            extra.update(results[0].details)
+        elif any(r.details for r in results):
+            extra["per_split_details"] = {s: r.details for s, r in per_split.items()}
+        if any(r.groups for r in results) and len(per_split) > 1:
+            extra["split_groups"] = {s: r.groups for s, r in per_split.items()}
+        card = make_card(task, encoder, metrics, full_protocol, dataset, splits, groups, extra)
+        target = out_dir if (out_dir is not None and len(roots) == 1) else root.root
+        path = write_card(card, target, label)
+        card["_path"] = str(path)
+        cards.append(card)
+        if plot:
+            _plots(task, label, target, per_split, last_train, last_test, encoder.get("name", root.root.name),
+                   curves, level)
+    if plot and curves:
+        # One R@k figure comparing the encoder and its baselines, beside the first card.
+        plots.recall_curve(curves, Path(cards[0]["_path"]).parent / f"{label}_recall_curve.png")
+    print_cards(cards)
+    for c in cards:
+        print(f"card: {c.pop('_path')}")
+    return cards
+
+
+def _split_label(per_split: dict) -> str:
+    names = list(per_split)
+    if names == ["default"]:
+        return "train/test"
+    return names[0] if len(names) == 1 else "mean of " + ", ".join(names)
+
+
+def _check_compatible(train: FeatureSet, test: FeatureSet) -> None:
+    if train.features.shape[1] != test.features.shape[1]:
+        raise MLFOError(
+            f"{test.directory}: feature size {test.features.shape[1]} differs from train's "
+            f"{train.features.shape[1]} ({train.directory}); extract both with the same encoder"
+        )
+    a, b = train.protocol.get("encoder", {}).get("sha256"), test.protocol.get("encoder", {}).get("sha256")
+    if a and b and a != b:
+        raise MLFOError(f"{test.directory}: extracted with another checkpoint than {train.directory}")
+
+
+def _plots(task, label, target, per_split, train, test, name, curves, level) -> None:
+    last = list(per_split.values())[-1]
+    classes = test.classes or [str(i) for i in range(num_classes_of(train, test))]
+    if last.ranks is not None:
+        curves[name] = last.ranks
+    if last.predictions is not None and task in ("linear", "knn"):
+        plots.confusion_matrix_plot(test.labels, last.predictions, classes,
+                                    Path(target) / f"{label}_confusion.png",
+                                    title=f"{name}: {label} confusion (rows: true class)")
+    if task == "retrieval" and len(test.features) + len(train.features) >= 5:
+        plots.embedding_map(np.concatenate([train.features, test.features]),
+                            np.concatenate([train.labels, test.labels]), classes,
+                            Path(target) / f"tsne_{level}.png",
+                            title=f"{name}: t-SNE of train + test features ({level})")

@@ -1,0 +1,91 @@
+"""Nearest-neighbour video retrieval: test videos query train videos by cosine similarity.
+
+R@k is the fraction of queries for which at least one of the k most similar train videos
+has the query's class (the protocol of CoCLR / RSPNet / MLFO). Neighbours are ranked by
+similarity, ties broken by train order, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_KS = (1, 5, 10, 20, 50)
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def prepare_pair(
+    train: np.ndarray, test: np.ndarray, center: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised train and test features; with ``center`` each set first loses its own
+    mean (CoCLR's retrieval does this, RSPNet's does not)."""
+    train = np.asarray(train, dtype=np.float64)
+    test = np.asarray(test, dtype=np.float64)
+    if center:
+        train = train - train.mean(axis=0, keepdims=True)
+        test = test - test.mean(axis=0, keepdims=True)
+    return l2_normalize(train), l2_normalize(test)
+
+
+def nearest_neighbours(
+    train: np.ndarray, test: np.ndarray, k: int, center: bool = False, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (Q, k) of the k most similar train rows per test row, and their cosine
+    similarities (Q, k). Ties keep train order (stable sort)."""
+    train_n, test_n = prepare_pair(train, test, center)
+    k = min(int(k), len(train_n))
+    indices = np.empty((len(test_n), k), dtype=np.int64)
+    sims = np.empty((len(test_n), k), dtype=np.float64)
+    for start in range(0, len(test_n), chunk):
+        sim = test_n[start : start + chunk] @ train_n.T  # (q, N_train)
+        # Round away float noise so exactly tied vectors compare equal.
+        sim = np.round(sim, 10)
+        order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        indices[start : start + chunk] = order
+        sims[start : start + chunk] = np.take_along_axis(sim, order, axis=1)
+    return indices, sims
+
+
+def first_hit_ranks(
+    train: np.ndarray,
+    train_labels: np.ndarray,
+    test: np.ndarray,
+    test_labels: np.ndarray,
+    max_k: int = 50,
+    center: bool = False,
+) -> np.ndarray:
+    """Per query, the 1-based rank of the first train video of its class among the
+    ``max_k`` nearest (0 when none is). R@k = mean(0 < rank <= k)."""
+    train_labels = np.asarray(train_labels)
+    test_labels = np.asarray(test_labels)
+    indices, _ = nearest_neighbours(train, test, max_k, center)
+    hits = train_labels[indices] == test_labels[:, None]  # (Q, k)
+    ranks = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    return ranks
+
+
+def recall_at_k(
+    train: np.ndarray,
+    train_labels: np.ndarray,
+    test: np.ndarray,
+    test_labels: np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+    center: bool = False,
+) -> dict[str, float]:
+    """``{"R@1": %, "R@5": %, ...}`` in percent. A k above the number of train videos
+    counts every train video."""
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError("retrieval needs at least one train and one test video")
+    ranks = first_hit_ranks(train, train_labels, test, test_labels, max(ks), center)
+    return recall_from_ranks(ranks, ks)
+
+
+def recall_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    ranks = np.asarray(ranks)
+    return {f"R@{k}": float(100.0 * np.mean((ranks > 0) & (ranks <= k))) for k in ks}

@@ -1,0 +1,44 @@
+"""Motion contrast for the low and mid levels (method.md §3b).
+
+The instance contrast of ``instance.py`` plus hard negatives: each anchor clip's own
+video played backwards. A representation that ignores the direction of motion cannot
+separate a clip from its reversal, so these negatives force it to encode motion.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mlfo.losses.instance import contrast_with_negatives
+from mlfo.utils.distributed import all_gather_with_grad
+
+__all__ = ["motion_contrast"]
+
+
+def motion_contrast(
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    reversed_a: torch.Tensor | None = None,
+    reversed_b: torch.Tensor | None = None,
+    tau: float = 0.07,
+    gather=all_gather_with_grad,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-positive InfoNCE with the own video's time-reversed clips as extra negatives.
+
+    Args:
+        z_a, z_b: (b, C) embeddings of the normal-order clips A and B.
+        reversed_a, reversed_b: (b, C) embeddings of the time-reversed A and B, or None
+            for plain instance contrast (reversed negatives switched off).
+    Returns:
+        (loss, acc) as in ``contrast_with_negatives``; accuracy counts a reversed clip
+        ranked above the positive as a miss.
+    """
+    extra = None
+    if reversed_a is not None and reversed_b is not None:
+        anchors = torch.cat([z_a, z_b])  # (2b, C)
+        own_reversed = torch.stack([reversed_a, reversed_b], dim=1).repeat(2, 1, 1)  # (2b, 2, C)
+        extra = torch.einsum("nc,nkc->nk", anchors, own_reversed)  # (2b, 2) cosine similarities
+    elif (reversed_a is None) != (reversed_b is None):
+        raise ValueError("motion_contrast: pass both reversed_a and reversed_b, or neither")
+    loss, acc, _ = contrast_with_negatives(z_a, z_b, tau, gather, extra_negatives=extra)
+    return loss, acc

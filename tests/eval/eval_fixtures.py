@@ -1,0 +1,38 @@
+"""Tiny lossless frame-folder videos and UCF101-format split files for the eval tests."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+H, W = 32, 48  # frames wider than tall: "three" crops slide along x
+
+
+def write_frames(folder: Path, num_frames: int, offset: int = 0) -> Path:
+    """PNG frames (lossless) whose grey value is 5 * (t + offset) + 2 * x: the mean of a
+    clip tells which frames it holds, the mean of a crop where it sits."""
+    folder.mkdir(parents=True)
+    x = np.arange(W)[None, :].repeat(H, 0)
+    for t in range(num_frames):
+        grey = np.clip(5 * (t + offset) + 2 * x, 0, 255).astype(np.uint8)
+        Image.fromarray(np.stack([grey] * 3, axis=-1)).save(folder / f"image_{t + 1:05d}.png")
+    return folder
+
+
+def ucf_fixture(tmp_path):
+    root, splits = tmp_path / "UCF101", tmp_path / "ucfTrainTestlist"
+    splits.mkdir()
+    classes = ["ApplyEyeMakeup", "Biking"]
+    (splits / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    for s in (1, 2, 3):
+        train, test = [], []
+        for c in classes:
+            for g in (1, 2, 3):
+                name = f"{c}/v_{c}_g0{g}_c01.avi"
+                (test if g == s else train).append(name)
+        (splits / f"trainlist0{s}.txt").write_text("".join(f"{n} {classes.index(n.split('/')[0]) + 1}\n" for n in train))
+        (splits / f"testlist0{s}.txt").write_text("".join(f"{n}\n" for n in test))
+    for ci, c in enumerate(classes):
+        for g in (1, 2, 3):
+            write_frames(root / c / f"v_{c}_g0{g}_c01", 10, offset=ci * 10 + g)
+    return root, splits
