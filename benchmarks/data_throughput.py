@@ -1,0 +1,273 @@
+"""Data throughput per worker process: MLFO pretraining samples per second.
+
+One sample = decode one video's 2T-frame span, cut clips A, B and G (method.md §1), random
+resized crop + flip to 112x112 per clip, random grayscale + colour jitter, normalise.
+Measured in one process on one thread (a DataLoader worker's share of a core) for
+
+- mlfo on H.264 mp4 files (PyAV backend; torchcodec too when it imports), and on the
+  same videos as MPEG-4 .avi (UCF101's codec and container),
+- mlfo on JPEG frame folders (``frames`` backend),
+- the reference implementation's way: JPEG frame folders, every frame opened with PIL and
+  resized to 200x150 (ignoring the aspect ratio), then per-frame Python transforms (PIL
+  crop + resize, flip, channel-copy grayscale, colour jitter in random order, to tensor,
+  normalise), written out below as ``reference_sample``.
+
+Data: the demo dataset re-rendered at 320x240 with enough frames for T=16 at rate 3,
+plus the same videos as MPEG-4 .avi and as JPEG frame dumps (``image_00001.jpg``...),
+created on first run under ``--work-dir`` and reused after. Printed last: the ratio of
+our video-file path to the reference frame-folder path (target: >= 2x), with colour
+augmentation on the training device (mlfo's design: DataLoader workers only decode,
+sample and crop) and with colour on the same CPU core as well.
+
+    python benchmarks/data_throughput.py            # ~1.5 min (+1 min the first time: data)
+    python benchmarks/data_throughput.py --quick    # ~25 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageEnhance  # noqa: E402
+
+from mlfo.data.datasets import PretrainDataset  # noqa: E402
+from mlfo.data.demo import CLASS_NAMES, generate_demo_dataset  # noqa: E402
+from mlfo.data.sampling import sample_mlfo_indices  # noqa: E402
+from mlfo.data.sources import VideoRecord  # noqa: E402
+from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ColorAugment  # noqa: E402
+from mlfo.data.video_reader import open_video  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- data
+def prepare_data(work_dir: Path, videos_per_class: int, num_frames: int) -> tuple[list[Path], list[Path]]:
+    """320x240 demo videos and their JPEG frame folders (made once, then reused)."""
+    root = generate_demo_dataset(
+        work_dir / "videos_320x240", seed=0, videos_per_class=videos_per_class,
+        num_frames=num_frames, width=320, height=240,
+    )
+    videos = sorted((root / "videos").glob("*.mp4"))
+    folders, avis = [], []
+    for video in videos:
+        avi = work_dir / "avi_320x240" / f"{video.stem}.avi"
+        if not avi.exists():
+            avi.parent.mkdir(parents=True, exist_ok=True)
+            with open_video(video) as reader:
+                write_mpeg4_avi(avi.with_suffix(".tmp.avi"), reader.get_frames(range(reader.num_frames)).numpy())
+            avi.with_suffix(".tmp.avi").rename(avi)
+        avis.append(avi)
+        folder = work_dir / "frames_320x240" / video.stem
+        done = folder / ".complete"
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            with open_video(video) as reader:
+                frames = reader.get_frames(range(reader.num_frames)).numpy()
+            for i, frame in enumerate(frames, 1):
+                Image.fromarray(frame).save(folder / f"image_{i:05d}.jpg", quality=90)
+            done.touch()
+        folders.append(folder)
+    return videos, avis, folders
+
+
+def write_mpeg4_avi(path: Path, frames: np.ndarray) -> None:
+    """MPEG-4 part 2 in .avi, the codec and container of UCF101 (which is 320x240 too)."""
+    import av
+
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.bit_rate = 1_000_000
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+# ----------------------------------------------------------------------------- the reference way
+# Per frame, with PIL, as the reference implementation's data loader does. Crop box and
+# flip are drawn once per clip; grayscale and colour jitter per frame (its default).
+REF_SIZE = (200, 150)  # every frame is resized to this first, aspect ratio ignored
+
+
+def _ref_crop_box(width: int, height: int, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
+    area = width * height
+    for _ in range(10):
+        target = area * random.uniform(*scale)
+        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = random.randint(0, width - w), random.randint(0, height - h)
+            return left, top, left + w, top + h
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def _ref_adjust_hue(img: Image.Image, shift: float) -> Image.Image:
+    h, s, v = img.convert("HSV").split()
+    np_h = np.array(h, dtype=np.uint8)
+    with np.errstate(over="ignore"):
+        np_h += np.uint8(int(shift * 255) % 256)
+    return Image.merge("HSV", (Image.fromarray(np_h, "L"), s, v)).convert("RGB")
+
+
+def _ref_color_jitter(img: Image.Image, b=0.5, c=0.5, s=0.5, hue=0.25) -> Image.Image:
+    ops = [
+        lambda im: ImageEnhance.Brightness(im).enhance(random.uniform(1 - b, 1 + b)),
+        lambda im: ImageEnhance.Contrast(im).enhance(random.uniform(1 - c, 1 + c)),
+        lambda im: ImageEnhance.Color(im).enhance(random.uniform(1 - s, 1 + s)),
+        lambda im: _ref_adjust_hue(im, random.uniform(-hue, hue)),
+    ]
+    random.shuffle(ops)
+    for op in ops:
+        img = op(img)
+    return img
+
+
+def _ref_random_gray(img: Image.Image, p=0.5) -> Image.Image:
+    if random.random() < p:
+        channel = img.split()[random.randrange(3)]
+        return Image.merge("RGB", (channel, channel, channel))
+    return img
+
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def _ref_to_tensor_normalised(img: Image.Image) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
+    return (x - _MEAN) / _STD
+
+
+def reference_sample(folder: Path, clip_len: int, r_max: float, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    """Three clips, float (3, 3, T, crop, crop). Each of the 2T frames is read and resized once
+    (A, B and G share them), which is the cheapest reading of the reference's loader."""
+    files = sorted(os.listdir(folder))
+    files = [f for f in files if f.endswith(".jpg")]
+    idx_a, idx_b, idx_g = sample_mlfo_indices(len(files), clip_len, r_max, rng)
+    frames = {i: Image.open(folder / files[i]).convert("RGB").resize(REF_SIZE, Image.BILINEAR) for i in idx_a + idx_b}
+    clips = []
+    for idx in (idx_a, idx_b, idx_g):
+        box = _ref_crop_box(*REF_SIZE)
+        flip = random.random() < 0.5
+        out = []
+        for i in idx:
+            img = frames[i].crop(box).resize((crop, crop), Image.BILINEAR)
+            if flip:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            img = _ref_color_jitter(_ref_random_gray(img))
+            out.append(_ref_to_tensor_normalised(img))
+        clips.append(torch.stack(out, 1))  # (3, T, crop, crop)
+    return torch.stack(clips)
+
+
+# ----------------------------------------------------------------------------- timing
+def measure_interleaved(pipelines: list, count: int, seconds: float, rounds: int = 5) -> list[float]:
+    """Median samples/s of each pipeline over ``rounds`` short turns taken in rotation, so
+    that load from other processes on the machine hits every pipeline alike."""
+    for *_, run_one in pipelines:  # warm-up: imports, first-open costs
+        run_one(0)
+        run_one(1)
+    rates = [[] for _ in pipelines]
+    position = [0] * len(pipelines)
+    for _ in range(rounds):
+        for k, (*_, run_one) in enumerate(pipelines):
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / rounds:
+                run_one(position[k] % count)
+                position[k] += 1
+                done += 1
+            rates[k].append(done / (time.perf_counter() - start))
+    return [float(np.median(r)) for r in rates]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="~3 s per pipeline instead of 10")
+    parser.add_argument("--seconds", type=float, default=None, help="timing per pipeline (default 10, quick 3)")
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--r-max", type=float, default=3)
+    parser.add_argument("--crop", type=int, default=112)
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "mlfo_bench_data")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    num_frames = int(2 * args.clip_len * args.r_max) + 8
+
+    print(f"preparing data in {args.work_dir} ...", file=sys.stderr, flush=True)
+    videos, avis, folders = prepare_data(args.work_dir, 2, num_frames)
+    print(
+        f"{len(videos)} videos, 320x240, {num_frames} frames; T={args.clip_len}, r_max={args.r_max}, "
+        f"crop {args.crop}; 1 process, 1 thread, torch {torch.__version__}\n"
+    )
+
+    color = ColorAugment(per_frame_color=True)
+    generator = torch.Generator().manual_seed(0)
+
+    def ours(paths, backend, with_color):
+        records = [VideoRecord(str(p), num_frames, 25.0, 320, 240) for p in paths]
+        ds = PretrainDataset(records, clip_len=args.clip_len, r_max=args.r_max, crop_size=args.crop, backend=backend)
+
+        def run_one(i):
+            item = ds[i]
+            if item is None:
+                raise RuntimeError(f"{records[i].path}: could not be read with backend {backend}")
+            # In training colour runs batched on the training device; here on this core.
+            return color(item["clips"], generator) if with_color else item["clips"]
+
+        return run_one
+
+    rng = np.random.default_rng(0)
+    random.seed(0)
+    backends = [("pyav", "mp4 (H.264)", videos)]
+    try:
+        import torchcodec  # noqa: F401
+
+        open_video(videos[0], "torchcodec").close()
+        backends.append(("torchcodec", "mp4 (H.264)", videos))
+    except Exception as err:  # noqa: BLE001
+        print(f"(torchcodec skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})\n")
+    backends.append(("pyav", "avi (MPEG-4)", avis))
+    backends.append(("frames", "JPEG folders", folders))
+    pipelines = []
+    for backend, source, paths in backends:
+        pipelines.append(("mlfo", backend, source, "crop+flip (worker)", ours(paths, backend, False)))
+        pipelines.append(("mlfo", backend, source, "+ colour, CPU", ours(paths, backend, True)))
+    pipelines.append(
+        ("reference", "PIL per frame", "JPEG folders", "crop+flip+colour",
+         lambda i: reference_sample(folders[i], args.clip_len, args.r_max, args.crop, rng))
+    )
+
+    print(f"{'pipeline':<10} {'backend':<14} {'input':<13} {'augmentation':<19} {'samples/s':>10} {'ms/sample':>10}")
+    print(f"timing {len(pipelines)} pipelines, {seconds:.0f} s each in 5 interleaved turns ...", file=sys.stderr, flush=True)
+    measured = measure_interleaved(pipelines, len(videos), seconds)
+    rates = {}
+    for (name, backend, source, work, _), rate in zip(pipelines, measured):
+        rates[(name, backend, source, work)] = rate
+        print(f"{name:<10} {backend:<14} {source:<13} {work:<19} {rate:>10.2f} {1000 / rate:>10.1f}")
+    reference = rates[("reference", "PIL per frame", "JPEG folders", "crop+flip+colour")]
+    ratio = lambda source, work: rates[("mlfo", "pyav", source, work)] / reference
+    print(
+        "\nratio per core, mlfo video files via PyAV / reference (JPEG folders + PIL per frame):\n"
+        "  input          colour on training device (mlfo's design)   colour on this CPU core too\n"
+        f"  H.264 mp4      {ratio('mp4 (H.264)', 'crop+flip (worker)'):>10.2f}x"
+        f"{ratio('mp4 (H.264)', '+ colour, CPU'):>40.2f}x\n"
+        f"  MPEG-4 avi     {ratio('avi (MPEG-4)', 'crop+flip (worker)'):>10.2f}x"
+        f"{ratio('avi (MPEG-4)', '+ colour, CPU'):>40.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""PretrainDataset / EvalClipDataset / collate_skip_none on tiny real video files."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mlfo.data.datasets import EvalClipDataset, PretrainDataset, collate_skip_none
+from mlfo.data.demo import write_mp4
+from mlfo.data.sources import VideoRecord
+from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+STEP = 4  # frame i is a flat grey picture of value STEP * i: survives crop, flip, resize and H.264
+
+
+def _grey_video(path, num_frames, height=36, width=48):
+    values = (np.arange(num_frames) * STEP).astype(np.uint8)
+    frames = np.broadcast_to(values[:, None, None, None], (num_frames, height, width, 3)).copy()
+    write_mp4(path, frames, crf=10)
+    return VideoRecord(str(path), num_frames, 25.0, width, height, label=num_frames % 3)
+
+
+def _frame_ids(clip):
+    """Frame indices of a uint8 (T, S, S, 3) clip of grey frames."""
+    return [int(round(float(f.float().mean()) / STEP)) for f in clip]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    good = [_grey_video(root / f"v{n}.mp4", n) for n in (40, 50, 60)]
+    short = _grey_video(root / "short.mp4", 12)
+    junk = root / "junk.mp4"
+    junk.write_text("not a video")
+    bad = [short, VideoRecord(str(junk), 10, 25.0, 48, 36), VideoRecord(str(root / "missing.mp4"), 10, 25.0, 48, 36)]
+    return good, bad
+
+
+def test_pretrain_item_holds_clips_a_b_g_of_one_span(videos):
+    good, _ = videos
+    ds = PretrainDataset(good, clip_len=6, r_max=3, crop_size=24, seed=1)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item = ds[i]
+            clips = item["clips"]
+            assert item["index"] == i
+            assert clips.shape == (3, 6, 24, 24, 3) and clips.dtype == torch.uint8
+            a, b, g = (_frame_ids(c) for c in clips)
+            span = a + b
+            assert span == sorted(span) and len(set(span)) == 12 and span[-1] < good[i].num_frames
+            steps = np.diff(span)
+            assert steps.max() - steps.min() <= 1  # one rate for the whole span
+            assert g == span[::2]
+
+
+def test_pretrain_randomness_reproducible_and_differs_by_epoch_and_index(videos):
+    good, _ = videos
+    ds = PretrainDataset(good, clip_len=6, crop_size=24, seed=1)
+    first = ds[2]["clips"]
+    assert torch.equal(first, PretrainDataset(good, clip_len=6, crop_size=24, seed=1)[2]["clips"])
+    ds.set_epoch(1)
+    assert not torch.equal(first, ds[2]["clips"])
+    assert not torch.equal(first, PretrainDataset(good, clip_len=6, crop_size=24, seed=2)[2]["clips"])
+    # Same video twice in the list: different draws for the two items.
+    twice = PretrainDataset([good[2], good[2]], clip_len=6, crop_size=24, seed=1)
+    assert not torch.equal(twice[0]["clips"], twice[1]["clips"])
+
+
+def test_pretrain_draws_do_not_depend_on_worker_count(videos):
+    good, _ = videos
+    ds = PretrainDataset(good * 2, clip_len=6, crop_size=24, seed=3)
+    load = lambda workers: next(iter(DataLoader(ds, batch_size=6, num_workers=workers, collate_fn=collate_skip_none)))
+    serial, parallel = load(0), load(2)
+    assert serial["clips"].shape == (6, 3, 6, 24, 24, 3)
+    assert torch.equal(serial["clips"], parallel["clips"])
+    # Items 0..2 and 3..5 are the same videos, yet their clips differ (per-item streams).
+    assert not torch.equal(serial["clips"][0], serial["clips"][3])
+
+
+def test_pretrain_rank_changes_the_stream(videos, monkeypatch):
+    good, _ = videos
+    ds = PretrainDataset(good, clip_len=6, crop_size=24, seed=1)
+    rank0 = ds[0]["clips"]
+    monkeypatch.setenv("RANK", "1")
+    assert not torch.equal(rank0, ds[0]["clips"])
+
+
+def test_bad_videos_are_skipped_logged_and_counted(videos, caplog):
+    good, bad = videos
+    ds = PretrainDataset(good + bad, clip_len=8, crop_size=16)
+    with caplog.at_level(logging.WARNING, logger="mlfo.data.datasets"):
+        items = [ds[i] for i in range(len(ds))]
+    assert [item is None for item in items] == [False] * 3 + [True] * 3
+    for record in bad:
+        assert record.path in caplog.text
+    assert "too short" in caplog.text
+    batch = collate_skip_none(items)
+    assert batch["num_skipped"] == 3 and batch["clips"].shape[0] == 3
+    assert batch["index"].tolist() == [0, 1, 2]
+    assert collate_skip_none([None, None]) == {"num_skipped": 2}
+
+
+def test_eval_views_uniform_clips_and_crops(videos):
+    good, bad = videos
+    ds = EvalClipDataset(good + bad[:2], clip_len=4, num_clips=3, crop_size=16, resize=20, crop_mode="three")
+    item = ds[1]  # 50 frames
+    views = item["views"]
+    assert views.shape == (9, 3, 4, 16, 16) and views.dtype == torch.float32
+    assert item["label"] == good[1].label and item["index"] == 1
+    # Views are clip-major; each clip's frames come from uniform_clip_starts: 0, 23, 46.
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    grey = ((views * std + mean) * 255).mean(dim=(1, 3, 4))  # (V, T)
+    ids = (grey / STEP).round().long()
+    expected = [list(range(s, s + 4)) for s in (0, 23, 46) for _ in range(3)]
+    assert ids.tolist() == expected
+    assert ds[3] is not None and ds[4] is None  # too short is fine for eval (frames repeat); junk is not
+    assert EvalClipDataset(good, clip_len=4, crop_mode="ten", num_clips=2, crop_size=16, resize=20)[0]["views"].shape[0] == 20
+    assert EvalClipDataset(good, clip_len=4, crop_mode="center", num_clips=1, crop_size=16, resize=20)[0]["views"].shape[0] == 1
+
+
+def test_eval_short_video_repeats_its_last_frame(videos):
+    _, bad = videos
+    item = EvalClipDataset([bad[0]], clip_len=16, num_clips=1, crop_size=16, resize=20)[0]  # 12 frames
+    assert item["views"].shape == (1, 3, 16, 16, 16)
+
+
+def test_sliding_windows_collate_with_counts(videos):
+    good, _ = videos
+    ds = EvalClipDataset(good, clip_len=8, stride=8, crop_size=16, resize=20)
+    counts = [ds[i]["views"].shape[0] for i in range(3)]
+    assert counts == [5, 6, 7]  # 40 / 50 / 60 frames, windows 8 apart
+    batch = collate_skip_none([ds[0], None, ds[2]])
+    assert batch["views"].shape == (12, 3, 8, 16, 16)
+    assert batch["views_counts"].tolist() == [5, 7] and batch["num_skipped"] == 1
+    assert batch["label"].tolist() == [good[0].label, good[2].label]
