@@ -1,5 +1,104 @@
-"""Placeholder during development; replaced by the real command module."""
+"""``mlfo pretrain``, ``mlfo export`` and ``mlfo plot``."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG_PRETRAIN = """\
+examples:
+  mlfo pretrain demo_cpu                                  # a shipped preset, by name
+  mlfo pretrain configs/ucf101_r3d18.yaml data.train=/data/UCF-101 data.split_dir=/data/ucfTrainTestlist
+  mlfo pretrain demo_cpu --out runs/demo optim.lr=5e-4 train.epochs=2
+  mlfo pretrain demo_cpu --out runs/demo --resume auto   # continue a killed run
+  torchrun --nproc_per_node 4 -m mlfo.cli pretrain configs/kinetics400_r3d18.yaml data.train=/data/k400/train
+"""
 
 
 def register(subparsers) -> None:
-    return None
+    p = subparsers.add_parser(
+        "pretrain",
+        help="self-supervised MLFO pretraining (one process, or many under torchrun)",
+        description="Pretrain a video encoder with MLFO. CONFIG is a YAML file or a preset name "
+        "(demo_cpu, ucf101_r3d18, kinetics400_r3d18); key=value pairs override any setting.",
+        epilog=EPILOG_PRETRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", metavar="CONFIG", help="YAML config file or preset name")
+    # REMAINDER so that overrides and options may be mixed in any order (see _split_options).
+    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="KEY=VALUE",
+                   help="e.g. optim.lr=5e-4 data.batch_size=32")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: train.out_dir of the config)")
+    p.add_argument("--resume", metavar="auto|PATH",
+                   help="'auto': continue from DIR/last.pt when it exists; or a checkpoint path")
+    p.set_defaults(func=run_pretrain)
+
+    e = subparsers.add_parser(
+        "export",
+        help="write the bare encoder of a pretraining checkpoint (torchvision names)",
+        description="Export the backbone of a pretraining checkpoint as {arch, state_dict, source}; "
+        "load it with mlfo.load_encoder(OUT).",
+    )
+    e.add_argument("checkpoint", metavar="CKPT")
+    e.add_argument("out", metavar="OUT")
+    e.set_defaults(func=run_export)
+
+    pl = subparsers.add_parser(
+        "plot", help="draw a run's loss terms and accuracies to PNG",
+        description="Read RUN/metrics.jsonl and write RUN/metrics.png (or --out).",
+    )
+    pl.add_argument("run", metavar="RUN", help="run folder (or its metrics.jsonl)")
+    pl.add_argument("--out", metavar="PNG")
+    pl.add_argument("--smooth", type=int, default=0, metavar="N", help="moving-average window (default: auto)")
+    pl.set_defaults(func=run_plot)
+
+
+def _split_options(args) -> list[str]:
+    """Pull --out / --resume out of the overrides (given after the first override)."""
+    late = argparse.ArgumentParser(prog="mlfo pretrain", add_help=False)
+    late.add_argument("--out")
+    late.add_argument("--resume")
+    found, rest = late.parse_known_args(list(args.overrides))
+    args.out = found.out or args.out
+    args.resume = found.resume or args.resume
+    unknown = [r for r in rest if r.startswith("-")]
+    if unknown:
+        from mlfo.errors import MLFOError
+
+        raise MLFOError(f"{unknown[0]}: unknown option of mlfo pretrain (options: --out, --resume)")
+    return rest
+
+
+def run_pretrain(args) -> int:
+    from mlfo.config import load_config
+    from mlfo.train.engine import pretrain
+
+    overrides = _split_options(args)
+    if args.out:
+        overrides.append(f"train.out_dir={args.out}")
+    cfg = load_config(args.config, overrides)
+    result = pretrain(cfg, resume=args.resume)
+    if result.last_checkpoint is not None and _is_main():
+        print(f"mlfo: {result.global_step} steps, last checkpoint {result.last_checkpoint}")
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_export(args) -> int:
+    from mlfo.train.export import export_encoder
+
+    out = export_encoder(args.checkpoint, args.out)
+    print(f"mlfo: encoder written to {out}")
+    return 0
+
+
+def run_plot(args) -> int:
+    from mlfo.train.plot import plot_run
+
+    out = plot_run(args.run, args.out, smooth=args.smooth)
+    print(f"mlfo: plot written to {out}")
+    return 0

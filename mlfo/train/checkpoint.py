@@ -1,0 +1,97 @@
+"""Pretraining checkpoints: atomic files, ``last.pt`` plus numbered epochs with keep-k.
+
+A checkpoint is a ``torch.save`` dict (see docs/design.md) holding everything needed to
+continue bit-for-bit: model, objective (prototype queue), optimizer, scaler, schedule
+position (epoch, batches consumed in it, global step), the sampler seed and the RNG
+states of every rank (a list indexed by rank), and the resolved config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from mlfo.errors import MLFOError
+
+LAST = "last.pt"
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
+    a run killed mid-write leaves the previous file intact, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.pt"
+
+
+def prune_epoch_checkpoints(out_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` ``epoch_NNNN.pt`` files (keep=0: keep all)."""
+    if keep <= 0:
+        return []
+    found = sorted(
+        (int(m.group(1)), p) for p in Path(out_dir).iterdir() if (m := _EPOCH_FILE.match(p.name))
+    )
+    removed = [p for _, p in found[:-keep]]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MLFOError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated or not a torch file
+        raise MLFOError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict):
+        raise MLFOError(f"{path}: not an mlfo checkpoint")
+    return ckpt
+
+
+def is_pretrain_checkpoint(ckpt: dict) -> bool:
+    return isinstance(ckpt, dict) and "model" in ckpt and "encoder_arch" in ckpt
+
+
+def find_resume_path(resume: str | None, out_dir: str | Path) -> Path | None:
+    """``auto``: ``out_dir/last.pt`` when it exists, else start fresh; otherwise a path."""
+    if not resume:
+        return None
+    if resume == "auto":
+        candidate = Path(out_dir) / LAST
+        return candidate if candidate.is_file() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / LAST
+    if not path.is_file():
+        raise MLFOError(f"{resume}: no checkpoint to resume from")
+    return path

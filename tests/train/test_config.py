@@ -1,0 +1,120 @@
+"""Config loading: presets, overrides with type coercion, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+import filecmp
+
+import pytest
+import torch
+
+from mlfo.cli import main
+from mlfo.config import Config, config_from_dict, load_config, preset_names, save_config, to_dict
+from mlfo.errors import MLFOError
+from mlfo.train.engine import check_runtime
+
+from train_helpers import REPO
+
+
+def test_presets_load_by_name_and_path_and_match_the_method():
+    assert {"demo_cpu", "ucf101_r3d18", "kinetics400_r3d18"} <= set(preset_names())
+    k400 = load_config(REPO / "configs" / "kinetics400_r3d18.yaml")
+    ucf = load_config("ucf101_r3d18")
+    for cfg in (k400, ucf):
+        assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-3, 1e-5)
+        assert (cfg.optim.schedule, cfg.optim.lr_decay_factor) == ("step", 0.1)
+        assert (cfg.data.clip_len, cfg.data.crop_size, cfg.data.batch_size) == (16, 112, 64)
+        assert cfg.backbone.name == "r3d_18" and cfg.objective.queue_start == 10
+    assert (k400.train.epochs, k400.optim.lr_decay_epochs, k400.model.num_prototypes, k400.objective.graph_start) == (100, [70], 1000, 20)
+    assert (ucf.train.epochs, ucf.optim.lr_decay_epochs, ucf.model.num_prototypes, ucf.objective.graph_start) == (300, [200], 200, 50)
+    demo = load_config("demo_cpu")
+    assert demo.backbone.name == "r3d_small" and demo.train.device == "cpu" and demo.train.amp == "off"
+    assert demo.objective.graph_start < demo.train.epochs and demo.objective.queue_start < demo.train.epochs
+
+
+def test_packaged_presets_are_copies_of_the_documented_ones():
+    root = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
+    packaged = sorted(p.name for p in (REPO / "mlfo" / "configs").glob("*.yaml"))
+    assert root == packaged
+    for name in root:
+        assert filecmp.cmp(REPO / "configs" / name, REPO / "mlfo" / "configs" / name, shallow=False), name
+
+
+def test_overrides_are_coerced_to_the_field_types():
+    cfg = load_config("demo_cpu", [
+        "optim.lr=1e-4",  # YAML reads this as a string
+        "data.batch_size=8",
+        "train.compile=yes",
+        "data.crop_scale=[0.3, 0.9]",
+        "backbone.widths=[8,16,16,32]",
+        "optim.lr_decay_epochs=3",
+        "model.fine_steps={low: 4}",
+        "data.split_dir=none",
+    ])
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)
+    assert cfg.data.batch_size == 8 and cfg.train.compile is True
+    assert cfg.data.crop_scale == (0.3, 0.9)
+    assert cfg.backbone.widths == [8, 16, 16, 32]
+    assert cfg.optim.lr_decay_epochs == [3]
+    assert cfg.model.fine_steps == {"low": 4, "mid": 4, "high": 2}
+    assert cfg.data.split_dir is None
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.learning_rate=0.1", "optim.learning_rate"),  # unknown key
+        ("nosection.x=1", "nosection"),  # unknown section
+        ("objective.taux=0.1", "objective.taux"),  # unknown key in a foreign dataclass
+        ("data.batch_size=many", "data.batch_size"),  # bad type
+        ("data.batch_size=2.5", "data.batch_size"),
+        ("train.compile=perhaps", "train.compile"),
+        ("train.amp=fp8", "train.amp"),  # bad choice
+        ("data.crop_scale=[0.5]", "data.crop_scale"),  # wrong length
+        ("data.batch_size=0", "data.batch_size"),  # bad value
+        ("optim.lr=-1", "optim.lr"),
+        ("objective.tau=0", "objective.tau"),  # refused by the objective's own check
+        ("optim=3", "optim"),  # a value where a section belongs
+        ("justtext", "justtext"),  # not key=value
+    ],
+)
+def test_bad_overrides_name_the_key(override, key):
+    with pytest.raises(MLFOError) as err:
+        load_config("demo_cpu", [override])
+    message = str(err.value)
+    assert key in message and "\n" not in message
+
+
+def test_errors_in_a_file_name_the_file_and_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  lr: 1.0e-3\n  nesterov: true\n")
+    with pytest.raises(MLFOError, match=r"bad\.yaml: optim\.nesterov: unknown key"):
+        load_config(path)
+    path.write_text("optim: [1, 2\n")
+    with pytest.raises(MLFOError, match=r"bad\.yaml: not valid YAML"):
+        load_config(path)
+    with pytest.raises(MLFOError, match="no such config file or preset"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cpu_refuses_bf16_and_sync_bn():
+    with pytest.raises(MLFOError, match=r"train\.amp: bf16 autocast is GPU-only"):
+        check_runtime(load_config("demo_cpu", ["train.amp=bf16"]), torch.device("cpu"))
+    with pytest.raises(MLFOError, match=r"train\.sync_bn"):
+        check_runtime(load_config("demo_cpu", ["train.sync_bn=true"]), torch.device("cpu"))
+    check_runtime(load_config("demo_cpu"), torch.device("cpu"))  # fp32 is fine
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config("ucf101_r3d18", ["optim.lr=0.002", "model.fine_steps={low: 4}"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert config_from_dict(to_dict(cfg)) == cfg
+    assert isinstance(Config(), Config)
+
+
+def test_cli_reports_bad_config_as_one_line(capsys):
+    assert main(["pretrain", "demo_cpu", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mlfo: error:") and "optim.lrr: unknown key" in err and "\n" not in err
+    assert main(["pretrain", "demo_cpu", "train.amp=bf16", "--out", "/nonexistent/never"]) == 2
+    assert "train.amp" in capsys.readouterr().err

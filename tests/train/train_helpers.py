@@ -1,0 +1,59 @@
+"""Shared helpers: a tiny demo dataset and a tiny pretraining configuration.
+
+Sizes are chosen for 2 shared cores: 48x48 videos of 20 frames, 4-frame clips cropped to
+32x32, a narrow r3d_small (widths 8-16-16-32), 4 videos per step; one step takes well
+under a second. Queue and graph loss start in epoch 1 so a two-epoch run exercises them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mlfo.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_overrides(data_csv: Path, out_dir: Path, **extra) -> list[str]:
+    settings = {
+        "data.train": str(data_csv),
+        "data.clip_len": 4,
+        "data.crop_size": 32,
+        "data.batch_size": 4,
+        "data.num_workers": 0,
+        "backbone.name": "r3d_small",
+        "backbone.widths": "[8,16,16,32]",
+        "model.embed_dim": 16,
+        "model.num_prototypes": 8,
+        "model.me_reduction": 4,
+        "objective.queue_length": 16,
+        "objective.queue_start": 1,
+        "objective.graph_start": 1,
+        "optim.lr_decay_epochs": "[1]",
+        "train.epochs": 2,
+        "train.device": "cpu",
+        "train.progress": "false",
+        "train.tensorboard": "false",
+        "train.out_dir": str(out_dir),
+        "checkpoint.every_epochs": 1,
+        "checkpoint.keep": 1,
+    }
+    settings.update(extra)
+    return [f"{k}={v}" for k, v in settings.items()]
+
+
+def tiny_config(data_csv: Path, out_dir: Path, **extra):
+    return load_config("demo_cpu", tiny_overrides(data_csv, out_dir, **extra))
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def mlfo_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlfo.cli", *args]
