@@ -120,6 +120,13 @@ class MLFOModel(nn.Module):
                     feature = torch.cat([feature, feature.flip(2)], dim=0)  # (2N, C, T', H', W')
                 feature = self.motion_excitation[level](feature)
             steps = self.cfg.fine_steps[level]
+            if feature.shape[2] < steps:
+                # Adaptive pooling would silently repeat steps, and timestamp matching
+                # between identical steps cannot learn anything.
+                raise MLFOError(
+                    f"model.fine_steps.{level}: {steps} steps asked for, but the {level} "
+                    f"feature of {x.shape[2]}-frame clips has only {feature.shape[2]}; "
+                    "use longer clips (data.clip_len) or fewer fine steps")
             pooled[level] = F.adaptive_avg_pool3d(feature, (steps, 1, 1)).flatten(2)
         return pooled
 

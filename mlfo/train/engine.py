@@ -156,6 +156,24 @@ def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
 # ---------------------------------------------------------------------------------------
 
 
+class ModelWithObjective(nn.Module):
+    """The model and its objective as one module, so that DDP sees the loss as the output.
+
+    With a loss switched off (say timestamp matching at one level), the model still
+    returns that head's embeddings; DDP, wrapping the model alone, would find those heads
+    "used" but never reached by the backward pass and stop. Tracing from the loss, it
+    finds them unused instead.
+    """
+
+    def __init__(self, model: nn.Module, objective: nn.Module):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, clips: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict]:
+        out = self.model(clips, with_graph=self.objective.graph_active(epoch))
+        return self.objective(out, epoch)
+
+
 @dataclass
 class PretrainResult:
     out_dir: Path
@@ -265,7 +283,9 @@ class Pretrainer:
             generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, ctx.rank)),
         )
         self.steps_per_epoch = len(self.sampler) // d.batch_size
-        self.color = ColorAugment(per_frame_color=d.per_frame_color) if d.color_augment else None
+        self.color = ColorAugment(per_frame_color=d.per_frame_color, p_gray=d.color_p_gray, brightness=d.color_strength,
+                                  contrast=d.color_strength, saturation=d.color_strength,
+                                  hue=d.color_hue) if d.color_augment else None
         self.normalize = normalize_clips
 
     def _build_model(self) -> None:
@@ -286,11 +306,11 @@ class Pretrainer:
         self.optimizer = build_optimizer(cfg, list(model.parameters()))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
-        forward = model
+        forward = ModelWithObjective(model, self.objective)
         if ctx.distributed:
             # Graph heads are unused before graph_start, prototypes may be frozen.
             forward = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
         if cfg.train.compile:
@@ -404,8 +424,7 @@ class Pretrainer:
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
-            out = self.forward_model(x, with_graph=self.objective.graph_active(epoch))
-            total, logs = self.objective(out, epoch)
+            total, logs = self.forward_model(x, epoch)
         logs = {k: f for k, v in logs.items() if (f := _plain_float(v)) is not None}
         loss, logs = self._global_mean(float(total.detach()), logs, n_local)
         if not math.isfinite(loss):

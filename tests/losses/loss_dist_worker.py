@@ -148,7 +148,7 @@ def run_model(rows: slice, loss_scale: float = 1.0) -> dict:
     torch.manual_seed(0)
     model = MLFOModel(build_backbone("r3d_small"), ModelConfig(num_prototypes=6)).to(DTYPE).eval()
     g = torch.Generator().manual_seed(3)
-    clips = torch.randn(3, 4, 3, 8, 32, 32, generator=g, dtype=DTYPE)
+    clips = torch.randn(3, 4, 3, 16, 16, 16, generator=g, dtype=DTYPE)
     objective = MLFOObjective(objective_config(queue_start=0, graph_start=0), num_prototypes=6)
     total, _ = objective(model(clips[:, rows]), epoch=1)
     (total * loss_scale).backward()

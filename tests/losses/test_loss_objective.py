@@ -165,7 +165,7 @@ def test_every_component_reachable_from_mlfo_model():
     objective = MLFOObjective(ObjectiveConfig(queue_start=0, graph_start=0, queue_length=8),
                               num_prototypes=10)
     model.normalize_prototypes()
-    out = model(torch.randn(3, 3, 3, 8, 32, 32), with_graph=objective.graph_active(0))
+    out = model(torch.randn(3, 3, 3, 16, 16, 16), with_graph=objective.graph_active(0))
     total, logs = objective(out, epoch=0)
     total.backward()
     assert torch.isfinite(total)

@@ -8,7 +8,8 @@ from torch import nn
 from mlfo.errors import MLFOError
 from mlfo.models import MLFOModel, ModelConfig, build_backbone
 
-B, T, S = 2, 8, 32
+# 16 frames keep the reference's 8 / 4 / 2 fine steps; 16 px keeps the test fast.
+B, T, S = 2, 16, 16
 
 
 def make_model(**cfg) -> MLFOModel:
@@ -229,6 +230,15 @@ def test_config_from_dict():
         ModelConfig.from_dict({"protos": 3})
     with pytest.raises(MLFOError, match=r"^model\.fine_steps:"):
         ModelConfig.from_dict({"fine_steps": {"low": 0}})
+
+
+def test_too_short_clips_for_the_fine_steps_are_refused():
+    # 8-frame clips give the high level one step: pooling to 2 would repeat it, and
+    # timestamp matching between identical steps cannot learn.
+    with pytest.raises(MLFOError, match=r"^model\.fine_steps\.low: 8 steps .* only 4"):
+        make_model()(make_clips(t=8))
+    out = make_model(fine_steps={"low": 4, "mid": 2, "high": 1})(make_clips(t=8))
+    assert out.fine["high"].shape == (3, B, 1, 128)
 
 
 def test_rejects_unstacked_clips():

@@ -26,6 +26,10 @@ def tiny_overrides(data_csv: Path, out_dir: Path, **extra) -> list[str]:
         "backbone.name": "r3d_small",
         "backbone.widths": "[8,16,16,32]",
         "model.embed_dim": 16,
+        # 4-frame clips: the low / mid / high features have 2 / 1 / 1 steps
+        "model.fine_steps": "{low: 2, mid: 1, high: 1}",
+        "objective.timestamp_mid": "false",
+        "objective.timestamp_high": "false",
         "model.num_prototypes": 8,
         "model.me_reduction": 4,
         "objective.queue_length": 16,
