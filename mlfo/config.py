@@ -52,6 +52,11 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)
     color_augment: bool = True  # grayscale + colour jitter on the training device
     per_frame_color: bool = True  # reference: colour/grayscale drawn per frame
+    # Colour augmentation strengths (defaults: the reference). Milder values suit data
+    # whose colours carry no class information and would otherwise be learned first.
+    color_p_gray: float = 0.5  # probability of "grayscale" (one random channel copied)
+    color_strength: float = 0.5  # brightness / contrast / saturation factors in 1 +- this
+    color_hue: float = 0.25  # hue shift in +- this (fraction of a turn)
     batch_size: int = 64  # videos per process (x3 clips)
     num_workers: int = 4
     persistent_workers: bool = True
@@ -304,12 +309,16 @@ def validate(cfg: Config) -> Config:
         "checkpoint.keep": cfg.checkpoint.keep,
         "optim.weight_decay": cfg.optim.weight_decay,
         "optim.warmup_epochs": cfg.optim.warmup_epochs,
+        "data.color_strength": cfg.data.color_strength,
+        "data.color_hue": cfg.data.color_hue,
     }
     for key, value in non_negative.items():
         if value < 0:
             raise MLFOError(f"{key}: must not be negative, got {value}")
     if not cfg.optim.lr > 0:
         raise MLFOError(f"optim.lr: must be positive, got {cfg.optim.lr}")
+    if not 0 <= cfg.data.color_p_gray <= 1:
+        raise MLFOError(f"data.color_p_gray: must be in [0, 1], got {cfg.data.color_p_gray}")
     low, high = cfg.data.crop_scale
     if not 0 < low <= high <= 1:
         raise MLFOError(f"data.crop_scale: need 0 < min <= max <= 1, got {cfg.data.crop_scale}")
