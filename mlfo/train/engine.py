@@ -127,6 +127,14 @@ def collate_with_skips(batch: list[dict]) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
+def build_color_augment(d) -> ColorAugment | None:
+    """The colour augmentation a DataConfig asks for (None when switched off)."""
+    if not d.color_augment:
+        return None
+    return ColorAugment(per_frame_color=d.per_frame_color, p_gray=d.color_p_gray, brightness=d.color_strength,
+                        contrast=d.color_strength, saturation=d.color_strength, hue=d.color_hue)
+
+
 def learning_rate(cfg: Config, progress: float) -> float:
     """LR at ``progress`` epochs into training (fractional): warmup, then the schedule."""
     o = cfg.optim
@@ -283,9 +291,7 @@ class Pretrainer:
             generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, ctx.rank)),
         )
         self.steps_per_epoch = len(self.sampler) // d.batch_size
-        self.color = ColorAugment(per_frame_color=d.per_frame_color, p_gray=d.color_p_gray, brightness=d.color_strength,
-                                  contrast=d.color_strength, saturation=d.color_strength,
-                                  hue=d.color_hue) if d.color_augment else None
+        self.color = build_color_augment(d)
         self.normalize = normalize_clips
 
     def _build_model(self) -> None:

@@ -73,6 +73,8 @@ def test_overrides_are_coerced_to_the_field_types():
         ("data.batch_size=0", "data.batch_size"),  # bad value
         ("optim.lr=-1", "optim.lr"),
         ("objective.tau=0", "objective.tau"),  # refused by the objective's own check
+        ("data.color_p_gray=1.5", "data.color_p_gray"),  # a probability
+        ("data.color_strength=-0.1", "data.color_strength"),
         ("optim=3", "optim"),  # a value where a section belongs
         ("justtext", "justtext"),  # not key=value
     ],
@@ -118,3 +120,14 @@ def test_cli_reports_bad_config_as_one_line(capsys):
     assert err.startswith("mlfo: error:") and "optim.lrr: unknown key" in err and "\n" not in err
     assert main(["pretrain", "demo_cpu", "train.amp=bf16", "--out", "/nonexistent/never"]) == 2
     assert "train.amp" in capsys.readouterr().err
+
+
+def test_colour_strength_keys_reach_the_augmentation(tmp_path):
+    """The colour keys are not just parsed: the trainer builds its ColorAugment from them."""
+    from mlfo.train.engine import build_color_augment
+
+    cfg = load_config("ucf101_r3d18", ["data.color_p_gray=0.2", "data.color_strength=0.3", "data.color_hue=0.1"])
+    color = build_color_augment(cfg.data)
+    assert (color.p_gray, *color.strengths) == (0.2, 0.3, 0.3, 0.3, 0.1)
+    assert color.per_frame_color is True  # the reference default of the preset
+    assert build_color_augment(load_config("demo_cpu").data) is None  # the demo switches colour off
