@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from videos import index_image, read_index, trim_mp4_start, write_empty_video, write_indexed_video  # noqa: E402
+from videos import index_image, read_index, trim_mp4_start, write_empty_video, write_indexed_video, write_video  # noqa: E402
 
 from mlfo.data.frame_folder import FrameFolderReader  # noqa: E402
 from mlfo.data.video_reader import open_video  # noqa: E402
@@ -128,19 +128,9 @@ def test_fixtures_have_the_properties_that_break_naive_readers(video_dir):
 def test_color_is_rgb(tmp_path):
     """Channels come out in RGB order, not BGR or YUV."""
     path = tmp_path / "red.mp4"
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=25)
-    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
     red = np.zeros((32, 32, 3), np.uint8)
     red[..., 0] = 220
-    for i in range(3):
-        frame = av.VideoFrame.from_ndarray(red, format="rgb24")
-        frame.pts = i
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+    write_video(path, [red] * 3)
     with open_video(path) as reader:
         pixel = reader.get_frames([1])[0, 16, 16].tolist()
     assert pixel[0] > 180 and pixel[1] < 40 and pixel[2] < 40

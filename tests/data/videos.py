@@ -72,10 +72,25 @@ def write_indexed_video(
     variable-frame-rate files; ``gop`` is the keyframe interval and ``bframes`` the
     maximum run of B-frames. The container follows the file suffix.
     """
+    frames = [index_image(first_index + i, size) for i in range(num_frames)]
+    return write_video(path, frames, codec, fps, gop, bframes, pts, time_base)
+
+
+def write_video(
+    path: str | Path,
+    frames: Sequence[np.ndarray],
+    codec: str = "libx264",
+    fps: int = 25,
+    gop: int | None = None,
+    bframes: int | None = None,
+    pts: Sequence[int] | None = None,
+    time_base: Fraction | None = None,
+) -> Path:
+    """Encode RGB uint8 frames (H, W, 3) with PyAV; options as in write_indexed_video."""
     path = Path(path)
     container = av.open(str(path), "w")
     stream = container.add_stream(codec, rate=fps)
-    stream.width, stream.height = size
+    stream.height, stream.width = frames[0].shape[:2]
     stream.pix_fmt = "yuv420p"
     if time_base is not None:
         stream.codec_context.time_base = time_base
@@ -89,8 +104,8 @@ def write_indexed_video(
         stream.options = {"crf": "10", "b": "0", "deadline": "realtime", "cpu-used": "8"}
     else:
         stream.codec_context.bit_rate = 400_000
-    for i in range(num_frames):
-        frame = av.VideoFrame.from_ndarray(index_image(first_index + i, size), format="rgb24")
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = pts[i] if pts is not None else i
         if time_base is not None:
             frame.time_base = time_base
