@@ -41,11 +41,11 @@ import torch  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
 
 from mlfo.data.datasets import PretrainDataset  # noqa: E402
-from mlfo.data.demo import CLASS_NAMES, generate_demo_dataset  # noqa: E402
+from mlfo.data.demo import generate_demo_dataset  # noqa: E402
 from mlfo.data.sampling import sample_mlfo_indices  # noqa: E402
 from mlfo.data.sources import VideoRecord  # noqa: E402
 from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ColorAugment  # noqa: E402
-from mlfo.data.video_reader import open_video  # noqa: E402
+from mlfo.data.readers import open_video  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- data

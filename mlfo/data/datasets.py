@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from mlfo.data.sampling import sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
 from mlfo.data.transforms import RandomResizedCropFlip, eval_views, normalize_clips, resize_short_side
-from mlfo.data.video_reader import open_video
+from mlfo.data.readers import open_video
 
 if TYPE_CHECKING:
     from mlfo.data.sources import VideoRecord

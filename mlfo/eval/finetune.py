@@ -107,7 +107,7 @@ class TrainClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         from mlfo.data.sampling import clip_indices
-        from mlfo.data.video_reader import open_video
+        from mlfo.data.readers import open_video
 
         rec = self.records[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mlfo.losses._numerics import at_least_float32
-from mlfo.utils.distributed import all_gather_no_grad, all_gather_with_grad, gather_global
+from mlfo.distributed import all_gather_no_grad, all_gather_with_grad, gather_global
 
 __all__ = ["infer_graph", "graph_loss", "GRAPH_REDUCTIONS"]
 

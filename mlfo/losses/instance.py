@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from mlfo.losses._numerics import at_least_float32
-from mlfo.utils.distributed import all_gather_with_grad, gather_global
+from mlfo.distributed import all_gather_with_grad, gather_global
 
 __all__ = ["instance_contrast", "contrast_with_negatives"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from mlfo.losses.instance import contrast_with_negatives
-from mlfo.utils.distributed import all_gather_with_grad
+from mlfo.distributed import all_gather_with_grad
 
 __all__ = ["motion_contrast"]
 

@@ -30,7 +30,7 @@ from mlfo.losses.instance import contrast_with_negatives
 from mlfo.losses.motion import motion_contrast
 from mlfo.losses.prototypes import EmbeddingQueue, prototype_codes, swapped_prediction
 from mlfo.losses.timestamp import timestamp_matching
-from mlfo.utils.distributed import all_gather_no_grad, all_gather_with_grad
+from mlfo.distributed import all_gather_no_grad, all_gather_with_grad
 
 __all__ = ["ObjectiveConfig", "MLFOObjective"]
 
@@ -115,7 +115,7 @@ class MLFOObjective(nn.Module):
         cfg: ObjectiveConfig.
         num_prototypes: K (checked against the model output).
         gather: (n_local, ...) -> (n_global, ...) with gradients to the local rows;
-            ``mlfo.utils.distributed.local_only`` restricts everything to the local batch.
+            ``mlfo.distributed.local_only`` restricts everything to the local batch.
 
     The prototype queue (``queue.embeddings``, ``queue.count``) is a buffer, so it is in
     the state dict. It holds global-head embeddings when the model output carries

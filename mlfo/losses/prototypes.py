@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from mlfo.losses._numerics import at_least_float32
 from mlfo.losses.sinkhorn import sinkhorn
-from mlfo.utils.distributed import all_gather_no_grad, gather_global, local_only
+from mlfo.distributed import all_gather_no_grad, gather_global, local_only
 
 __all__ = ["swapped_prediction", "prototype_codes", "EmbeddingQueue"]
 

@@ -14,7 +14,7 @@ import math
 import torch
 
 from mlfo.losses._numerics import at_least_float32
-from mlfo.utils.distributed import all_gather_no_grad
+from mlfo.distributed import all_gather_no_grad
 
 __all__ = ["sinkhorn"]
 

@@ -32,7 +32,7 @@ from mlfo.data.datasets import PretrainDataset, collate_skip_none
 from mlfo.data.transforms import ColorAugment, normalize_clips
 from mlfo.errors import MLFOError, VideoDecodeError
 from mlfo.train import checkpoint as ckpt_io
-from mlfo.train.distributed import (
+from mlfo.distributed import (
     DistContext,
     all_gather_objects,
     all_reduce_min,

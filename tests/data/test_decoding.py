@@ -23,12 +23,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from videos import index_image, read_index, trim_mp4_start, write_empty_video, write_indexed_video, write_video  # noqa: E402
 
-from mlfo.data.frame_folder import FrameFolderReader  # noqa: E402
-from mlfo.data.video_reader import open_video  # noqa: E402
+from mlfo.data.readers.frames import FrameFolderReader  # noqa: E402
+from mlfo.data.readers import open_video  # noqa: E402
 from mlfo.errors import MLFOError, VideoDecodeError  # noqa: E402
 
 try:
-    from mlfo.data.torchcodec_reader import IMPORT_ERROR, torchcodec_available
+    from mlfo.data.readers.torchcodec import IMPORT_ERROR, torchcodec_available
 except ImportError as err:  # the module itself is optional
     IMPORT_ERROR, torchcodec_available = str(err), (lambda: False)
 

@@ -8,7 +8,7 @@ import pytest
 
 from mlfo.cli import main
 from mlfo.data.demo import CLASSES, demo_summary, generate_demo_dataset, render_demo_video
-from mlfo.data.video_reader import open_video
+from mlfo.data.readers import open_video
 from mlfo.errors import MLFOError
 
 SMALL = dict(videos_per_class=3, num_frames=20, height=32, width=32, workers=1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import pytest
 
-from mlfo.data.video_reader import open_video
+from mlfo.data.readers import open_video
 
 pytestmark = pytest.mark.network
 

@@ -13,7 +13,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from videos import index_image, write_empty_video, write_indexed_video  # noqa: E402
 
-import mlfo.data.sources as sources  # noqa: E402
+import mlfo.data.sources.probe as probe  # noqa: E402
 from mlfo.cli import main  # noqa: E402
 from mlfo.data.sources import load_index  # noqa: E402
 from mlfo.errors import MLFOError  # noqa: E402
@@ -238,8 +238,8 @@ def test_cache_reprobes_only_changed_files(tmp_path, monkeypatch):
     video(root / "a.mp4")
     video(root / "b.mp4")
     probed = []
-    real_probe = sources.probe_video
-    monkeypatch.setattr(sources, "probe_video", lambda path, backend: probed.append(path) or real_probe(path, backend))
+    real_probe = probe.probe_video
+    monkeypatch.setattr(probe, "probe_video", lambda path, backend: probed.append(path) or real_probe(path, backend))
     first = load_index(root, progress=False)
     assert len(probed) == 2 and first.cache_path == str(tmp_path / "clips.mlfo-index.csv")
     probed.clear()
@@ -260,10 +260,10 @@ def test_cache_reprobes_only_changed_files(tmp_path, monkeypatch):
 def test_probing_many_files_uses_the_worker_pool(tmp_path):
     root = tmp_path / "many"
     first = video(root / "v00.mp4", frames=8)
-    for i in range(1, sources.POOL_MIN_FILES):
+    for i in range(1, probe.POOL_MIN_FILES):
         (root / f"v{i:02d}.mp4").write_bytes(first.read_bytes())
     index = load_index(root, workers=2, cache=False, progress=False)
-    assert len(index.records) == sources.POOL_MIN_FILES
+    assert len(index.records) == probe.POOL_MIN_FILES
     assert all(r.status == "ok" and r.num_frames == 8 for r in index.records)
 
 

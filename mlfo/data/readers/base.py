@@ -1,30 +1,14 @@
-"""One interface for reading frames from a video, whatever stores it.
-
-Training samples a few frames at scattered indices from each video, so the interface is
-"give me these frame indices" rather than a stream: backends are free to seek, decode
-forward or read image files, as long as frame ``i`` is always the same picture.
-
-    with open_video("clip.mp4") as reader:
-        frames = reader.get_frames([0, 8, 16])   # uint8 (3, H, W, 3), RGB
-
-Backends: ``"pyav"`` (video files, default), ``"frames"`` (folders of image files),
-``"torchcodec"`` (optional, when torchcodec imports). ``"auto"`` picks ``"frames"`` for
-a directory and ``"pyav"`` otherwise.
-"""
+"""The reader interface every backend implements: frames by index, not a stream."""
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from mlfo.errors import MLFOError, VideoDecodeError
-
-BACKENDS = ("auto", "pyav", "frames", "torchcodec")
+from mlfo.errors import VideoDecodeError
 
 
 class VideoReader(ABC):
@@ -83,32 +67,3 @@ class VideoReader(ABC):
             f"{type(self).__name__}({self.path!r}, num_frames={self.num_frames}, "
             f"fps={self.fps:.3g}, size={self.width}x{self.height})"
         )
-
-
-def resolve_backend(path: str | os.PathLike, backend: str = "auto") -> str:
-    """The concrete backend name ``open_video`` would use for ``path``."""
-    if backend not in BACKENDS:
-        raise MLFOError(f"backend: unknown video backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    if backend == "auto":
-        return "frames" if Path(path).is_dir() else "pyav"
-    return backend
-
-
-def open_video(path: str | os.PathLike, backend: str = "auto", **kwargs) -> VideoReader:
-    """Open ``path`` (a video file or a folder of frames) for random frame access.
-
-    Raises ``VideoDecodeError`` (one line naming the file) when the file is missing, is
-    not a video, has no frames or cannot be indexed.
-    """
-    name = resolve_backend(path, backend)
-    if name == "pyav":
-        from mlfo.data.pyav_reader import PyAVReader
-
-        return PyAVReader(path, **kwargs)
-    if name == "frames":
-        from mlfo.data.frame_folder import FrameFolderReader
-
-        return FrameFolderReader(path, **kwargs)
-    from mlfo.data.torchcodec_reader import TorchCodecReader
-
-    return TorchCodecReader(path, **kwargs)

@@ -12,12 +12,9 @@ empty when torchcodec decodes.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from mlfo.data.pyav_reader import PyAVReader
-from mlfo.data.video_reader import VideoReader
+from mlfo.data.readers.base import VideoReader
 from mlfo.errors import MLFOError, VideoDecodeError
 
 try:
@@ -33,14 +30,21 @@ def torchcodec_available() -> bool:
     return VideoDecoder is not None
 
 
+def require_torchcodec() -> None:
+    if VideoDecoder is None:
+        raise MLFOError(
+            f"backend: torchcodec is not usable here ({IMPORT_ERROR}); "
+            "install torchcodec==0.13.0 and the system ffmpeg, or use backend 'pyav'"
+        )
+
+
 class TorchCodecReader(VideoReader):
-    def __init__(self, path: str | os.PathLike, threads: int = 1):
-        if VideoDecoder is None:
-            raise MLFOError(
-                f"backend: torchcodec is not usable here ({IMPORT_ERROR}); "
-                "install torchcodec==0.13.0 and the system ffmpeg, or use backend 'pyav'"
-            )
-        self._index = PyAVReader(path, threads=threads)  # raises VideoDecodeError on bad files
+    """torchcodec over an open PyAV reader (``index``), which gives the metadata and the
+    frame count, and which reads the file itself wherever torchcodec is not exact."""
+
+    def __init__(self, index: VideoReader, threads: int = 1):
+        require_torchcodec()
+        self._index = index
         self.path = self._index.path
         self.num_frames, self.fps = self._index.num_frames, self._index.fps
         self.height, self.width = self._index.height, self._index.width
@@ -64,7 +68,7 @@ class TorchCodecReader(VideoReader):
             self._index.close()  # metadata taken; torchcodec reads from now on
 
     def _unsafe_reason(self) -> str:
-        if self.path.lower().endswith(".avi") or "avi" in self._index._container.format.name.split(","):
+        if self.path.lower().endswith(".avi") or "avi" in self._index.container_format.split(","):
             return "AVI container (torchcodec 0.13 misreads MPEG-4 .avi)"
         if self._index.hidden_frames:
             return "an edit list hides frames (torchcodec 0.13 ignores it)"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mlfo.data.video_reader import VideoReader
+from mlfo.data.readers.base import VideoReader
 from mlfo.errors import VideoDecodeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -22,7 +22,7 @@ from fractions import Fraction
 import av
 import torch
 
-from mlfo.data.video_reader import VideoReader
+from mlfo.data.readers.base import VideoReader
 from mlfo.errors import VideoDecodeError
 
 # Seeking costs about as much as decoding a few frames; when the keyframe before the next
@@ -76,6 +76,7 @@ class PyAVReader(VideoReader):
             self.close()
             raise VideoDecodeError(f"{self.path}: no video stream")
         self._stream = self._container.streams.video[0]
+        self.container_format = self._container.format.name  # e.g. "avi", "mov,mp4,m4a,3gp,3g2,mj2"
         if self._threads != 1:
             self._stream.thread_type = "AUTO"
             self._stream.thread_count = self._threads

@@ -1,4 +1,9 @@
-"""Process-group helpers that degrade to the identity in a single process.
+"""Processes: the torchrun process group's lifetime, and collectives that degrade to the
+identity in a single process.
+
+Launch detection follows torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR/PORT set by its rendezvous), so the same code runs single-process, on one
+node with several GPUs or CPU processes, and across nodes.
 
 The MLFO losses contrast every local clip against the *global* batch (all processes).
 They take a ``gather`` callable; the default, :func:`all_gather_with_grad`, concatenates
@@ -15,22 +20,14 @@ process computing the mean loss over the global batch (for equal local batch siz
 
 from __future__ import annotations
 
+import gc
+import os
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 
-__all__ = [
-    "is_distributed",
-    "world_size",
-    "rank",
-    "local_sizes",
-    "local_offset",
-    "all_gather_with_grad",
-    "all_gather_no_grad",
-    "all_reduce_mean",
-    "local_only",
-    "gather_global",
-]
-
+from mlfo.errors import MLFOError
 
 def is_distributed() -> bool:
     """True when a default process group is initialised."""
@@ -109,16 +106,6 @@ def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     return _gather_rows(x.detach(), local_sizes(x.shape[0], x.device))
 
 
-@torch.no_grad()
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over processes (a new tensor; ``x`` itself is left untouched)."""
-    x = x.detach().clone()
-    if is_distributed() and world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
-        x /= world_size()
-    return x
-
-
 def local_only(x: torch.Tensor) -> torch.Tensor:
     """A ``gather`` that keeps the local rows: contrast within this process's batch only."""
     return x
@@ -135,3 +122,90 @@ def gather_global(x: torch.Tensor, gather=all_gather_with_grad) -> tuple[torch.T
     if x_global.shape[0] == x.shape[0]:
         return x_global, 0
     return x_global, local_offset(x.shape[0], x.device)
+
+
+# ----------------------------------------------------------------- the process group
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    """``auto`` takes this process's GPU when there is one, else the CPU."""
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise MLFOError("train.device: cuda requested but no GPU is available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(device_preference: str = "auto") -> DistContext:
+    """Join the process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+    if not launched_by_torchrun():
+        return DistContext(device=resolve_device(device_preference))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    device = resolve_device(device_preference, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        if ctx.device.type == "cuda":
+            dist.barrier(device_ids=[ctx.device.index])
+        else:
+            dist.barrier()
+
+
+def teardown(ctx: DistContext) -> None:
+    """Leave the process group cleanly.
+
+    Measured with gloo: tearing down while the DDP reducer and its communication buffers
+    were still alive made one rank abort at exit in ~30 % of runs. Callers drop their
+    model references first; we collect garbage, wait for every rank, then destroy.
+    """
+    gc.collect()
+    if ctx.distributed and dist.is_initialized():
+        barrier(ctx)
+        dist.destroy_process_group()
+
+
+def all_gather_objects(ctx: DistContext, obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` when single-process."""
+    if not (ctx.distributed and dist.is_initialized()):
+        return [obj]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_min(ctx: DistContext, value: int) -> int:
+    if not (ctx.distributed and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())

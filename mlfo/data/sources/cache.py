@@ -1,0 +1,68 @@
+"""The index cache: probe results kept beside the source, keyed by path, size and mtime.
+
+Later runs only probe new or changed files. The cache is itself a valid CSV source.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+
+from mlfo.data.sources.records import VideoRecord
+
+CACHE_SUFFIX = ".mlfo-index.csv"
+CACHE_COLUMNS = ["path", "num_frames", "fps", "width", "height", "label", "label_name", "status",
+                 "file_size", "mtime_ns"]
+
+
+def default_cache_path(source: Path, fmt: str, split: int, subset: str) -> Path:
+    """``<source>.mlfo-index.csv`` beside the source (split and subset in the name for the
+    official split formats); under ``~/.cache/mlfo/index`` when that folder is read-only."""
+    stem = source.stem if source.is_file() else source.name
+    tag = f".{fmt}-split{split}-{subset}" if fmt in ("ucf101", "hmdb51") else ""
+    beside = source.parent / f"{stem}{tag}{CACHE_SUFFIX}"
+    if os.access(source.parent, os.W_OK):
+        return beside
+    digest = hashlib.sha1(str(source).encode()).hexdigest()[:12]
+    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlfo" / "index"
+    return home / f"{digest}-{beside.name}"
+
+
+def read_cache(path: Path) -> dict[str, dict]:
+    """path -> cached row; an unreadable or foreign cache is ignored (it is only a cache)."""
+    if not path.is_file():
+        return {}
+    base = os.path.abspath(path.parent)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or set(CACHE_COLUMNS) - set(rows[0]):
+            return {}
+        return {os.path.normpath(os.path.join(base, row["path"])): row for row in rows}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def write_cache(path: Path, records: list[VideoRecord], keys: dict[str, tuple[int, int]]) -> bool:
+    base = os.path.abspath(path.parent)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CACHE_COLUMNS)
+            for r in records:
+                try:
+                    rel = os.path.relpath(r.path, base)
+                except ValueError:  # another drive (Windows)
+                    rel = r.path
+                size, mtime = keys[r.path]
+                writer.writerow([rel, r.num_frames, r.fps, r.width, r.height, r.label, r.label_name,
+                                 r.status, size, mtime])
+        os.replace(tmp, path)  # atomic: a reader never sees half a cache
+        return True
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False

@@ -1,0 +1,38 @@
+"""``folder``: every video file (and frame folder) below a directory; labelled when each
+video sits in a class sub-folder (``ROOT/<class>/<video>``), classes sorted by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlfo.data.readers.frames import IMAGE_SUFFIXES
+from mlfo.data.sources.records import VIDEO_SUFFIXES
+from mlfo.errors import MLFOError
+
+
+def _walk_videos(root: Path) -> list[Path]:
+    """Video files and frame folders below ``root`` (a frame folder is not descended into)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        if here != root and any(f.lower().endswith(IMAGE_SUFFIXES) for f in filenames):
+            found.append(here)
+            dirnames[:] = []
+            continue
+        found += [here / f for f in sorted(filenames)
+                  if f.lower().endswith(VIDEO_SUFFIXES) and not f.startswith(".")]
+    return found
+
+
+def entries(root: Path) -> tuple[list[tuple[str, str, int]], list[str], list[str]]:
+    videos = _walk_videos(root)
+    if not videos:
+        raise MLFOError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) or frame folders found")
+    parts = [v.relative_to(root).parts for v in videos]
+    if all(len(p) == 2 for p in parts):  # ROOT/<class>/<video>: labelled
+        classes = sorted({p[0] for p in parts})
+        lookup = {c: i for i, c in enumerate(classes)}
+        return [(str(v), p[0], lookup[p[0]]) for v, p in zip(videos, parts)], classes, []
+    return [(str(v), "", -1) for v in videos], [], []

@@ -1,0 +1,34 @@
+"""What an index says about each video: ``VideoRecord``, and the ``VideoIndex`` of a source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VIDEO_SUFFIXES = (
+    ".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp",
+)
+
+
+@dataclass
+class VideoRecord:
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    label: int = -1
+    label_name: str = ""
+    status: str = "ok"  # "ok", "missing", "empty" or "unreadable: <reason>"
+
+
+@dataclass
+class VideoIndex:
+    records: list[VideoRecord]
+    classes: list[str]
+    source: str
+    skipped: list[str] = field(default_factory=list)  # "file:line: problem" for dropped rows
+    cache_path: str | None = None  # where the probe results were written, if anywhere
+
+    def usable(self, min_frames: int = 0) -> list[VideoRecord]:
+        """Records that decode and have more than ``min_frames`` frames."""
+        return [r for r in self.records if r.status == "ok" and r.num_frames > min_frames]
