@@ -89,7 +89,8 @@ def test_reversed_class_plays_backwards_and_motion_classes_move():
 
 
 def test_motion_parameters_define_the_class_and_vary_within_it():
-    from mlfo.data.demo import CLASS_NAMES, _make_scene, texture_pool
+    from mlfo.data.demo.classes import CLASS_NAMES
+    from mlfo.data.demo.render import _make_scene, texture_pool
 
     def scene(name, index):
         rng = np.random.default_rng([0, CLASS_NAMES.index(name), index])
@@ -114,12 +115,12 @@ def test_motion_parameters_define_the_class_and_vary_within_it():
 
 
 def test_reversed_class_is_a_reversed_fall():
-    from mlfo.data import demo
+    from mlfo.data.demo import classes, render
 
     frames = render_demo_video("fall_reversed", seed=0, index=2, num_frames=16, height=32, width=32)
-    rng = np.random.default_rng([0, demo.CLASS_NAMES.index("fall_reversed"), 2])
-    pool = demo.texture_pool(0)
-    forward = demo._render(demo._make_scene(demo.CLASSES[6], rng, pool, 16, 32, 32), pool, 16, 32, 32)
+    rng = np.random.default_rng([0, classes.CLASS_NAMES.index("fall_reversed"), 2])
+    pool = render.texture_pool(0)
+    forward = render._render(render._make_scene(classes.CLASSES[6], rng, pool, 16, 32, 32), pool, 16, 32, 32)
     assert np.array_equal(frames, forward[::-1])
 
 
