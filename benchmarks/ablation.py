@@ -39,7 +39,7 @@ from pathlib import Path
 _TEMPORAL_OFF = [
     "objective.motion_low=false", "objective.motion_mid=false", "objective.reversed_negatives=false",
     "objective.timestamp_low=false", "objective.timestamp_mid=false", "objective.timestamp_high=false",
-    "model.motion_excitation=false", "model.reversed_negatives=false",
+    "model.motion_excitation=false",
 ]
 _GRAPH_OFF = ["objective.graph_low=false", "objective.graph_mid=false", "objective.graph_high=false"]
 VARIANTS: dict[str, list[str]] = {

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
 
-from mlfo.data.datasets import PretrainDataset  # noqa: E402
+from mlfo.data.datasets import ThreeClipDataset  # noqa: E402
 from mlfo.data.demo import generate_demo_dataset  # noqa: E402
 from mlfo.data.sampling import sample_mlfo_indices  # noqa: E402
 from mlfo.data.sources import VideoRecord  # noqa: E402
@@ -217,12 +217,10 @@ def main(argv=None) -> int:
 
     def ours(paths, backend, with_color):
         records = [VideoRecord(str(p), num_frames, 25.0, 320, 240) for p in paths]
-        ds = PretrainDataset(records, clip_len=args.clip_len, r_max=args.r_max, crop_size=args.crop, backend=backend)
+        ds = ThreeClipDataset(records, clip_len=args.clip_len, r_max=args.r_max, crop_size=args.crop, backend=backend)
 
         def run_one(i):
-            item = ds[i]
-            if item is None:
-                raise RuntimeError(f"{records[i].path}: could not be read with backend {backend}")
+            item = ds[i]  # raises for a file the backend cannot read
             # In training colour runs batched on the training device; here on this core.
             return color(item["clips"], generator) if with_color else item["clips"]
 

@@ -30,7 +30,9 @@ def main() -> None:
     from mlfo.data.datasets import EvalClipDataset
     from mlfo.data.demo import generate_demo_dataset
     from mlfo.data.sources import load_index
-    from mlfo.eval.extract import ViewConfig, extract_features, random_encoder
+    from mlfo.eval.encoders import random_encoder
+    from mlfo.eval.extract import compute_features
+    from mlfo.eval.views import ViewConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -61,7 +63,7 @@ def main() -> None:
             views = ViewConfig(clip_len=clip_len, num_clips=args.clips, crop_size=crop, resize=resize)
             encoder = random_encoder(name, seed=0)
             start = time.perf_counter()
-            extract_features({encoder.key: encoder.module}, views.dataset(records), levels=["high"],
+            compute_features({encoder.key: encoder.module}, views.dataset(records), levels=["high"],
                              batch_size=args.batch_size * args.clips, views_per_video=args.clips,
                              num_workers=args.workers, progress=False)
             total_s = time.perf_counter() - start

@@ -9,8 +9,10 @@ import sys
 from mlfo import __version__
 from mlfo.errors import MLFOError
 
-# Each module exposes ``register(subparsers)``, which adds its sub-commands and sets
-# ``func(args) -> int`` on them. Kept as names so ``mlfo --help`` stays fast.
+# Each module names its sub-commands in ``COMMANDS`` (name -> help) and exposes
+# ``register(subparsers)``, which adds them with every option and sets ``func(args) -> int``.
+# Only the module of the command being run registers in full (its options may need torch);
+# the others are listed by name, so ``mlfo --help`` stays fast.
 COMMAND_MODULES = [
     "mlfo.commands.demo",
     "mlfo.commands.demo_data",
@@ -20,20 +22,28 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, complete for the command in ``argv`` (every command when None is given)."""
     parser = argparse.ArgumentParser(
         prog="mlfo",
         description="Self-supervised video representation learning with MLFO.",
     )
     parser.add_argument("--version", action="version", version=f"mlfo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        module = importlib.import_module(name)
+        if wanted is None or wanted in module.COMMANDS:
+            module.register(subparsers)
+        else:
+            for command, help_text in module.COMMANDS.items():
+                subparsers.add_parser(command, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+COMMANDS = {"data": "inspect and index video datasets"}
+
 
 def register(subparsers) -> None:
-    data = subparsers.add_parser("data", help="inspect and index video datasets")
+    data = subparsers.add_parser("data", help=COMMANDS["data"])
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     scan = commands.add_parser(
         "scan",

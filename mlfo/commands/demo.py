@@ -30,10 +30,13 @@ COLUMNS = [
 GROUPS = ("motion", "appearance")
 
 
+COMMANDS = {"demo": "generate demo data, pretrain, evaluate against random init (the README's main job)"}
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="generate demo data, pretrain, evaluate against random init (the README's main job)",
+        help=COMMANDS["demo"],
         description="Generate the demo dataset, pretrain MLFO with the demo_cpu preset, and "
         "evaluate kNN, retrieval and a linear probe for the pretrained encoder and a "
         "random-init encoder of the same architecture.",
@@ -57,12 +60,13 @@ def _stage(number: int, title: str) -> float:
 
 
 def run_demo(args) -> int:
-    from mlfo.cli import main as cli_main
+    import mlfo.eval as ev
     from mlfo.config import load_config
     from mlfo.data.demo import generate_demo_dataset
+    from mlfo.data.loading import default_workers
     from mlfo.errors import MLFOError
-    from mlfo.train.engine import pretrain
     from mlfo.train.plot import plot_run
+    from mlfo.train.pretrain import pretrain
 
     out = Path(args.out).resolve()
     data_dir, run_dir, features_dir = out / "data", out / "pretrain", out / "features"
@@ -90,16 +94,15 @@ def run_demo(args) -> int:
 
     t = _stage(3, f"features of the pretrained and a random-init encoder -> {features_dir}")
     crop = cfg.data.crop_size
-    view_args = ["--clip-len", str(cfg.data.clip_len), "--clips", "4",
-                 "--resize", str(round(crop * 8 / 7)), "--crop-size", str(crop)]
-    _run(cli_main, ["extract", str(result.last_checkpoint), str(data_dir), str(features_dir),
-                    "--baseline", f"random", "--seed", str(args.seed), *view_args])
+    views = ev.ViewConfig(clip_len=cfg.data.clip_len, num_clips=4, resize=round(crop * 8 / 7), crop_size=crop)
+    ev.extract_features(str(result.last_checkpoint), str(data_dir), features_dir, views, baselines=["random"],
+                        seed=args.seed, workers=default_workers())
     print(f"   done in {time.time() - t:.0f} s", flush=True)
 
     t = _stage(4, "evaluation: kNN, retrieval, linear probe")
-    _run(cli_main, ["eval", "knn", str(features_dir), "--k", str(args.knn_k)])
-    _run(cli_main, ["eval", "retrieval", str(features_dir)])
-    _run(cli_main, ["eval", "linear", str(features_dir)])
+    ev.evaluate_knn(features_dir, ev.KnnConfig(k=args.knn_k))
+    ev.evaluate_retrieval(features_dir)
+    ev.evaluate_linear(features_dir)
     print(f"   done in {time.time() - t:.0f} s", flush=True)
 
     _stage(5, "comparison")
@@ -117,14 +120,6 @@ def run_demo(args) -> int:
     print(f"\nreport: {report}\nplots: {features_dir}/*.png, {run_dir / 'metrics.png'}")
     print(f"mlfo demo finished in {(time.time() - started) / 60:.1f} min")
     return 0
-
-
-def _run(cli_main, argv: list[str]) -> None:
-    from mlfo.errors import MLFOError
-
-    code = cli_main(argv)
-    if code:
-        raise MLFOError(f"mlfo {' '.join(argv[:2])}: failed with exit code {code}")
 
 
 def comparison_table(features_dir: str | Path) -> str:

@@ -7,10 +7,13 @@ import sys
 import time
 
 
+COMMANDS = {"demo-data": "write the built-in synthetic action dataset (H.264 mp4 + CSV split)"}
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo-data",
-        help="write the built-in synthetic action dataset (H.264 mp4 + CSV split)",
+        help=COMMANDS["demo-data"],
         description=(
             "Write a labelled synthetic action dataset: textured objects on textured "
             "backgrounds whose motion defines most classes and whose shape defines a few. "

@@ -14,10 +14,17 @@ examples:
 """
 
 
+COMMANDS = {
+    "pretrain": "self-supervised MLFO pretraining (one process, or many under torchrun)",
+    "export": "write the bare encoder of a pretraining checkpoint (torchvision names)",
+    "plot": "draw a run's loss terms and accuracies to PNG",
+}
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain",
-        help="self-supervised MLFO pretraining (one process, or many under torchrun)",
+        help=COMMANDS["pretrain"],
         description="Pretrain a video encoder with MLFO. CONFIG is a YAML file or a preset name "
         "(demo_cpu, ucf101_r3d18, kinetics400_r3d18); key=value pairs override any setting.",
         epilog=EPILOG_PRETRAIN,
@@ -34,7 +41,7 @@ def register(subparsers) -> None:
 
     e = subparsers.add_parser(
         "export",
-        help="write the bare encoder of a pretraining checkpoint (torchvision names)",
+        help=COMMANDS["export"],
         description="Export the backbone of a pretraining checkpoint as {arch, state_dict, source}; "
         "load it with mlfo.load_encoder(OUT).",
     )
@@ -43,7 +50,7 @@ def register(subparsers) -> None:
     e.set_defaults(func=run_export)
 
     pl = subparsers.add_parser(
-        "plot", help="draw a run's loss terms and accuracies to PNG",
+        "plot", help=COMMANDS["plot"],
         description="Read RUN/metrics.jsonl and write RUN/metrics.png (or --out).",
     )
     pl.add_argument("run", metavar="RUN", help="run folder (or its metrics.jsonl)")
@@ -70,7 +77,7 @@ def _split_options(args) -> list[str]:
 
 def run_pretrain(args) -> int:
     from mlfo.config import load_config
-    from mlfo.train.engine import pretrain
+    from mlfo.train.pretrain import pretrain
 
     overrides = _split_options(args)
     if args.out:

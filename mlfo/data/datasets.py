@@ -1,20 +1,20 @@
-"""PyTorch datasets for pretraining (three clips per video) and evaluation (fixed views).
+"""What one item of each dataset is: MLFO's three clips, one random training clip, or the
+fixed evaluation views of a video.
 
-Both decode each video once per item: the frames every clip needs are fetched in one
-``get_frames`` call and sliced afterwards. A video that fails to decode (or is too
-short) is logged and returned as ``None``; ``collate_skip_none`` drops and counts it, so
-one bad file never stops a run.
+Items are keyed: ``ds[index]`` or ``ds[(epoch, index)]``. Every random choice of an item
+comes from its own numpy Generator seeded by ``(seed, epoch, index)``: not by the
+DataLoader worker, the rank or how many items came before. So a run does not depend on
+the number of workers or processes (the reference implementation gave every worker the
+same stream), and a resumed run draws exactly the clips an uninterrupted one would.
 
-Randomness (pretraining): every item draws from its own numpy Generator seeded by
-``(seed, epoch, index, rank)``. Items therefore get different streams on every worker,
-rank and epoch (the reference implementation gave every worker the same stream), yet a
-run is reproducible and does not depend on the number of DataLoader workers.
+Each item decodes its video once: the frames every clip needs are fetched in one
+``get_frames`` call and sliced afterwards. A video that cannot be used raises (a
+``VideoDecodeError``, or whatever the decoder raised); ``mlfo.data.loading`` turns that
+into a named, counted skip.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,34 +22,41 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mlfo.data.sampling import sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
-from mlfo.data.transforms import RandomResizedCropFlip, eval_views, normalize_clips, resize_short_side
 from mlfo.data.readers import open_video
+from mlfo.data.sampling import clip_indices, sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
+from mlfo.data.transforms import RandomResizedCropFlip, eval_views, normalize_clips, resize_short_side
 
 if TYPE_CHECKING:
     from mlfo.data.sources import VideoRecord
 
-log = logging.getLogger(__name__)
+
+def item_key(key) -> tuple[int, int]:
+    """``index`` or ``(epoch, index)`` -> ``(epoch, index)``."""
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return 0, int(key)
 
 
-def _rank() -> int:
-    """This process's distributed rank (0 when not distributed)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return int(os.environ.get("RANK", 0))
+class _KeyedVideos(Dataset):
+    """Records plus the per-item random stream of a training dataset."""
+
+    def __init__(self, records: Sequence[VideoRecord], backend: str, seed: int):
+        self.records = list(records)
+        self.backend, self.seed = backend, seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def rng(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, index])
 
 
-def _describe(err: BaseException) -> str:
-    text = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-class PretrainDataset(Dataset):
+class ThreeClipDataset(_KeyedVideos):
     """MLFO pretraining samples: clips A, B and G of one video after crop + flip.
 
-    ``[i] -> {"clips": uint8 (3, T, S, S, 3), "index": i}`` or ``None`` when the video
-    cannot be used. Colour augmentation and normalisation happen later, batched on the
-    training device (``ColorAugment``). Call ``set_epoch`` at the start of every epoch.
+    ``[(epoch, i)] -> {"clips": uint8 (3, T, S, S, 3), "index": i}``. Colour augmentation
+    and normalisation happen later, batched on the training device. Needs videos of more
+    than ``min_frames`` = 2T frames.
     """
 
     def __init__(
@@ -62,38 +69,47 @@ class PretrainDataset(Dataset):
         backend: str = "auto",
         seed: int = 0,
     ):
-        self.records = list(records)
+        super().__init__(records, backend, seed)
         self.clip_len, self.r_max = clip_len, r_max
-        self.backend, self.seed = backend, seed
         self.geometry = RandomResizedCropFlip(crop_size, scale=crop_scale)
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """New augmentations and clip positions every epoch (reproducible from the seed)."""
-        self.epoch = int(epoch)
+    @property
+    def min_frames(self) -> int:
+        return 2 * self.clip_len  # videos with at most 2T frames cannot give A, B and G
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index, _rank()])
-
-    def __getitem__(self, index: int) -> dict | None:
-        record = self.records[index]
-        rng = self.rng(index)
-        try:
-            with open_video(record.path, self.backend) as reader:
-                idx_a, idx_b, idx_g = sample_mlfo_indices(reader.num_frames, self.clip_len, self.r_max, rng)
-                # G is every second index of A + B: one decode of the 2T span serves all three.
-                span = reader.get_frames(idx_a + idx_b)  # (2T, H, W, 3)
-        except Exception as err:  # noqa: BLE001 - any bad file is skipped, never fatal
-            log.warning("skipping %s: %s", record.path, _describe(err))
-            return None
+    def __getitem__(self, key) -> dict:
+        epoch, index = item_key(key)
+        rng = self.rng(epoch, index)
+        with open_video(self.records[index].path, self.backend) as reader:
+            idx_a, idx_b, _ = sample_mlfo_indices(reader.num_frames, self.clip_len, self.r_max, rng)
+            # G is every second index of A + B: one decode of the 2T span serves all three.
+            span = reader.get_frames(idx_a + idx_b)  # (2T, H, W, 3)
         t = self.clip_len
         clips = (span[:t], span[t:], span[::2])
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         out = torch.stack([self.geometry(clip, generator) for clip in clips])  # (3, T, S, S, 3)
         return {"clips": out, "index": index}
+
+
+class RandomClipDataset(_KeyedVideos):
+    """One random clip per video and epoch, for fine-tuning: random start, random resized
+    crop + flip. ``[(epoch, i)] -> {"clip": uint8 (T, S, S, 3), "label", "index"}``."""
+
+    def __init__(self, records, clip_len: int, frame_step: int, crop_size: int, crop_scale, backend="auto", seed=0):
+        super().__init__(records, backend, seed)
+        self.clip_len, self.frame_step = clip_len, frame_step
+        self.geometry = RandomResizedCropFlip(crop_size, scale=crop_scale)
+
+    def __getitem__(self, key) -> dict:
+        epoch, index = item_key(key)
+        record = self.records[index]
+        rng = self.rng(epoch, index)
+        with open_video(record.path, self.backend) as reader:
+            extent = (self.clip_len - 1) * self.frame_step + 1
+            start = int(rng.integers(0, max(0, reader.num_frames - extent) + 1))
+            frames = reader.get_frames(clip_indices(start, self.clip_len, reader.num_frames, self.frame_step))
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        return {"clip": self.geometry(frames, gen), "label": int(record.label), "index": index}
 
 
 class EvalClipDataset(Dataset):
@@ -102,7 +118,7 @@ class EvalClipDataset(Dataset):
     Clips: ``num_clips`` spread uniformly, or every window ``stride`` frames apart when
     ``stride`` is given. Crops after resizing the short side to ``resize``: 1 ("center"),
     3 ("three") or 10 ("ten"). ``[i] -> {"views": float (V, 3, T, S, S), "label", "index"}``
-    with V = clips x crops (clip-major), or ``None`` when the video cannot be used.
+    with V = clips x crops (clip-major). A video shorter than a clip repeats its last frame.
     """
 
     def __init__(
@@ -132,16 +148,13 @@ class EvalClipDataset(Dataset):
             return sliding_window_indices(num_frames, self.clip_len, self.stride, self.frame_step)
         return uniform_clip_indices(num_frames, self.clip_len, self.num_clips, self.frame_step)
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, key) -> dict:
+        _, index = item_key(key)
         record = self.records[index]
-        try:
-            with open_video(record.path, self.backend) as reader:
-                clips = self.clip_indices(reader.num_frames)
-                needed = sorted({i for clip in clips for i in clip})
-                frames = reader.get_frames(needed)  # (U, H, W, 3)
-        except Exception as err:  # noqa: BLE001 - any bad file is skipped, never fatal
-            log.warning("skipping %s: %s", record.path, _describe(err))
-            return None
+        with open_video(record.path, self.backend) as reader:
+            clips = self.clip_indices(reader.num_frames)
+            needed = sorted({i for clip in clips for i in clip})
+            frames = reader.get_frames(needed)  # (U, H, W, 3)
         frames = resize_short_side(frames, self.resize)  # once for every clip sharing a frame
         position = {frame: k for k, frame in enumerate(needed)}
         views = [
@@ -150,31 +163,3 @@ class EvalClipDataset(Dataset):
         ]  # each (crops, T, S, S, 3); already resized, so eval_views only crops
         views = torch.cat(views)  # (V, T, S, S, 3)
         return {"views": normalize_clips(views), "label": int(getattr(record, "label", -1)), "index": index}
-
-
-def collate_skip_none(batch: list[dict | None]) -> dict:
-    """Stack a batch of dataset items, dropping the ``None`` of unusable videos.
-
-    Returns a dict of stacked tensors plus ``num_skipped``. Tensors whose first dimension
-    differs between items (sliding-window views) are concatenated along it instead, and
-    ``<key>_counts`` gives each item's share. A batch of only ``None`` gives
-    ``{"num_skipped": len(batch)}``.
-    """
-    items = [item for item in batch if item is not None]
-    out: dict = {"num_skipped": len(batch) - len(items)}
-    if not items:
-        return out
-    for key in items[0]:
-        values = [item[key] for item in items]
-        first = values[0]
-        if isinstance(first, torch.Tensor):
-            if all(v.shape == first.shape for v in values):
-                out[key] = torch.stack(values)
-            else:
-                out[key] = torch.cat(values)
-                out[f"{key}_counts"] = torch.tensor([v.shape[0] for v in values])
-        elif isinstance(first, (bool, int, float)):
-            out[key] = torch.tensor(values)
-        else:
-            out[key] = values
-    return out

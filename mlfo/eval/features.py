@@ -107,11 +107,6 @@ class FeatureRoot:
     root: Path
     splits: dict[str, tuple[Path, Path]]
 
-    def encoder_info(self) -> dict:
-        train, _ = next(iter(self.splits.values()))
-        return dict(json.loads((train / PROTOCOL_FILE).read_text()).get("encoder", {})) \
-            if (train / PROTOCOL_FILE).is_file() else {"name": self.root.name}
-
 
 def _split_order(name: str):
     m = re.fullmatch(r"split(\d+)", name)
@@ -163,14 +158,3 @@ def split_names(split: str | None) -> list[str] | None:
     if str(split).isdigit():
         return [f"split{int(split)}"]
     raise MLFOError(f"--split: expected 1, 2, 3 or all, got {split!r}")
-
-
-def group_masks(fs_test: FeatureSet) -> dict[str, np.ndarray]:
-    """Per group ("motion", "appearance"), a boolean mask over the test videos of its classes."""
-    groups, classes = fs_test.groups, fs_test.classes
-    if not groups or not classes:
-        return {}
-    class_group = np.array([groups.get(name, "") for name in classes] + [""])
-    labels = np.where((fs_test.labels >= 0) & (fs_test.labels < len(classes)), fs_test.labels, len(classes))
-    per_video = class_group[labels]
-    return {g: per_video == g for g in sorted(set(groups.values())) if g}

@@ -7,9 +7,27 @@ training, so it is the cheapest honest read-out of a frozen encoder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
+from mlfo.errors import MLFOError
 from mlfo.eval.retrieval import nearest_neighbours
+
+
+@dataclass
+class KnnConfig:
+    k: int = field(default=200, metadata={"help": "neighbours"})
+    temperature: float = field(default=0.07, metadata={"help": "vote temperature T"})
+    center: bool = field(default=False, metadata={"help": "subtract each set's mean before L2-normalising"})
+
+    def __post_init__(self):
+        if self.k < 1 or not self.temperature > 0:
+            raise MLFOError(f"k: need k >= 1 and temperature > 0, got k={self.k}, T={self.temperature}")
+
+    def protocol(self) -> dict:
+        return {"k": self.k, "temperature": self.temperature, "center": self.center,
+                "votes": "sum of exp(cosine / T) over the k nearest train videos (InstDisc)"}
 
 
 def knn_scores(

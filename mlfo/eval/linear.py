@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,19 +20,42 @@ import torch
 from torch import nn
 
 from mlfo.errors import MLFOError
+from mlfo.train.optim import build_optimizer, lr_factor, set_learning_rates
 
 
 @dataclass
 class LinearProbeConfig:
-    lrs: Sequence[float] = (1.0, 0.1, 0.01)
-    weight_decays: Sequence[float] = (0.0, 1e-4, 1e-3)
-    epochs: int = 100
-    batch_size: int | None = None  # None: 256, smaller on small sets so an epoch has >= 8 steps
-    momentum: float = 0.9
-    holdout: float = 0.15  # fraction of train held out (stratified) for selection
-    refit: bool = True  # refit on all of train with the chosen setting (else keep the held-out model)
-    seed: int = 0
-    device: str = "cpu"
+    lrs: tuple[float, ...] = field(default=(1.0, 0.1, 0.01), metadata={"help": "learning rates tried"})
+    weight_decays: tuple[float, ...] = field(default=(0.0, 1e-4, 1e-3), metadata={
+        "flag": "--wds", "help": "weight decays tried"})
+    epochs: int = field(default=100, metadata={"help": "epochs of the cosine schedule"})
+    batch_size: int | None = field(default=None, metadata={
+        "help": "None: 256, smaller on small sets (at least 8 steps per epoch)"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    holdout: float = field(default=0.15, metadata={
+        "help": "fraction of each train class held out to choose lr / wd / epoch"})
+    refit: bool = field(default=True, metadata={
+        "flag": "--keep-best", "invert": True,
+        "help": "keep the model trained without the hold-out instead of refitting on all of train"})
+    seed: int = field(default=0, metadata={"help": "seed of the probe's initialisation and order"})
+    device: str | None = field(default=None, metadata={"help": "cuda / cpu (default: cuda when available)"})
+
+    def __post_init__(self):
+        if not self.lrs or not self.weight_decays:
+            raise MLFOError("lrs: give at least one learning rate and one weight decay")
+        if self.epochs < 1:
+            raise MLFOError(f"epochs: must be at least 1, got {self.epochs}")
+        if not 0 < self.holdout < 1:
+            raise MLFOError(f"holdout: must be between 0 and 1, got {self.holdout}")
+
+    def protocol(self) -> dict:
+        return {"probe": "BatchNorm (no affine) + linear on frozen cached features, SGD momentum 0.9, cosine lr",
+                "epochs": self.epochs, "lrs": list(self.lrs), "weight_decays": list(self.weight_decays),
+                "batch_size": self.batch_size or "auto (see selection.batch_size)", "holdout": self.holdout,
+                "seed": self.seed,
+                "selection": (f"lr, weight decay and epoch chosen on a stratified {self.holdout:.0%} hold-out of "
+                              "train; " + ("refitted on all of train" if self.refit else "held-out model kept")
+                              + "; test evaluated once")}
 
 
 @dataclass
@@ -83,10 +105,10 @@ def _train(
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = _make_probe(x.shape[1], num_classes).to(x.device)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=weight_decay)
+    opt = build_optimizer("sgd", model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=weight_decay)
     steps_per_epoch = max(1, math.ceil(len(x) / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    steps = 0
     curve = []
     for _ in range(epochs_to_run):
         model.train()
@@ -95,11 +117,12 @@ def _train(
             idx = perm[start : start + cfg.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
+            set_learning_rates(opt, [lr], lr_factor(steps, total))
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            steps += 1
         if eval_x is not None:
             curve.append(_accuracy(model, eval_x, eval_y))
     return model, curve
@@ -129,7 +152,7 @@ def linear_probe(
         cfg = dataclasses.replace(cfg, batch_size=int(min(256, max(16, math.ceil(len(train) / 8)))))
     if len(train) < 4:
         raise MLFOError(f"linear probe: needs at least 4 train videos, got {len(train)}")
-    device = torch.device(cfg.device)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     x_all = torch.as_tensor(np.asarray(train), dtype=torch.float32, device=device)
     y_all = torch.as_tensor(np.asarray(train_labels), dtype=torch.long, device=device)
     fit_idx, hold_idx = stratified_holdout(np.asarray(train_labels), cfg.holdout, cfg.seed)

@@ -16,7 +16,8 @@ import numpy as np
 from mlfo.errors import MLFOError
 from mlfo.eval import plots
 from mlfo.eval.cards import make_card, print_cards, write_card
-from mlfo.eval.features import FeatureRoot, FeatureSet, group_masks, load_feature_set
+from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
+from mlfo.eval.features import FeatureRoot, FeatureSet, load_feature_set
 from mlfo.eval.knn import knn_scores, topk_accuracy
 from mlfo.eval.linear import LinearProbeConfig, linear_probe
 from mlfo.eval.retrieval import DEFAULT_KS, first_hit_ranks, recall_from_ranks
@@ -40,7 +41,11 @@ def _labelled(fs: FeatureSet, role: str) -> FeatureSet:
 
 
 def num_classes_of(train: FeatureSet, test: FeatureSet) -> int:
-    return max(len(train.classes), int(train.labels.max()) + 1, int(test.labels.max()) + 1)
+    return num_classes(train.classes, train.labels, test.labels)
+
+
+def _masks(test: FeatureSet) -> dict[str, np.ndarray]:
+    return group_masks(test.labels, test.classes, test.groups)
 
 
 # ---------------------------------------------------------------- per-split evaluations
@@ -48,35 +53,25 @@ def num_classes_of(train: FeatureSet, test: FeatureSet) -> int:
 
 def retrieval_split(train: FeatureSet, test: FeatureSet, ks=DEFAULT_KS, center=False) -> SplitResult:
     ranks = first_hit_ranks(train.features, train.labels, test.features, test.labels, max(ks), center)
-    groups = {g: recall_from_ranks(ranks[m], ks) for g, m in group_masks(test).items() if m.any()}
+    groups = per_group(_masks(test), lambda m: recall_from_ranks(ranks[m], ks))
     return SplitResult(recall_from_ranks(ranks, ks), groups, ranks=ranks)
 
 
 def knn_split(train: FeatureSet, test: FeatureSet, k=200, temperature=0.07, center=False) -> SplitResult:
     scores = knn_scores(train.features, train.labels, test.features, num_classes_of(train, test),
                         k, temperature, center)
-    groups = {g: topk_accuracy(scores[m], test.labels[m]) for g, m in group_masks(test).items() if m.any()}
+    groups = per_group(_masks(test), lambda m: topk_accuracy(scores[m], test.labels[m]))
     return SplitResult(topk_accuracy(scores, test.labels), groups, predictions=scores.argmax(1))
 
 
 def linear_split(train: FeatureSet, test: FeatureSet, cfg: LinearProbeConfig) -> SplitResult:
     res = linear_probe(train.features, train.labels, test.features, test.labels, num_classes_of(train, test), cfg)
-    groups = {g: topk_accuracy(res.scores[m], test.labels[m]) for g, m in group_masks(test).items() if m.any()}
+    groups = per_group(_masks(test), lambda m: topk_accuracy(res.scores[m], test.labels[m]))
     details = {"selection": res.chosen, "search": res.search}
     return SplitResult(res.metrics, groups, details, predictions=res.predictions)
 
 
 # ---------------------------------------------------------------- driver
-
-
-def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
-    keys = [k for k in dicts[0] if all(k in d for d in dicts)]
-    return {k: float(np.mean([d[k] for d in dicts])) for k in keys}
-
-
-def _mean_groups(results: list[SplitResult]) -> dict[str, dict[str, float]]:
-    names = [g for g in results[0].groups if all(g in r.groups for r in results)]
-    return {g: _mean_dicts([r.groups[g] for r in results]) for g in names}
 
 
 def evaluate_roots(
@@ -112,8 +107,8 @@ def evaluate_roots(
             dataset = dict(train.protocol.get("data") or {})
             last_train, last_test = train, test
         results = list(per_split.values())
-        metrics = _mean_dicts([r.metrics for r in results])
-        groups = _mean_groups(results)
+        metrics = mean_dicts([r.metrics for r in results])
+        groups = mean_groups([r.groups for r in results])
         splits = {s: r.metrics for s, r in per_split.items()} if len(per_split) > 1 else {}
         full_protocol = dict(protocol, level=level, split=_split_label(per_split),
                              feature_views=feature_protocol, features=features_used)

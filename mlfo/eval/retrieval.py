@@ -8,10 +8,23 @@ similarity, ties broken by train order, so results are deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
+
+
+@dataclass
+class RetrievalConfig:
+    ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "comma-separated k of R@k"})
+    center: bool = field(default=False, metadata={
+        "help": "subtract each set's mean before L2-normalising (CoCLR does, RSPNet does not)"})
+
+    def protocol(self) -> dict:
+        return {"ks": list(self.ks), "center": self.center, "similarity": "cosine",
+                "hit": "any of the top k train videos has the query's class; ties broken by train order",
+                "queries": "test videos", "gallery": "train videos"}
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

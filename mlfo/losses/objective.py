@@ -90,13 +90,9 @@ class ObjectiveConfig:
             if "weight" in field.name:
                 check(field.name, getattr(self, field.name) >= 0, "must be >= 0")
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "ObjectiveConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                raise MLFOError(f"objective.{key}: unknown setting (known: {', '.join(sorted(known))})")
-        return cls(**values)
+    def uses_reversed_clips(self) -> bool:
+        """Whether the model must embed time-reversed copies: the one switch for both sides."""
+        return self.reversed_negatives and (self.motion_low or self.motion_mid)
 
     def weight(self, level: str) -> float:
         return getattr(self, f"weight_{level}")
@@ -176,6 +172,9 @@ class MLFOObjective(nn.Module):
                 continue
             z = out.clip[level]
             reversed_clips = out.clip_reversed.get(level) if cfg.reversed_negatives else None
+            if cfg.reversed_negatives and reversed_clips is None:
+                raise MLFOError("objective.reversed_negatives: on, but the model output has no reversed "
+                                f"{level} clips (build MLFOModel with reversed_copies=cfg.uses_reversed_clips())")
             rev_a, rev_b = (None, None) if reversed_clips is None else (reversed_clips[A], reversed_clips[B])
             loss, acc = motion_contrast(z[A], z[B], rev_a, rev_b, cfg.tau, self.gather)
             terms[f"loss/{level}"], terms[f"acc/{level}"] = loss, acc

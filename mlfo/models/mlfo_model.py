@@ -12,7 +12,6 @@ All embeddings are L2-normalised along channels.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -33,25 +32,17 @@ class ModelConfig:
     embed_dim: int = 128               # C, width of every embedding
     num_prototypes: int = 200          # K: 1000 for Kinetics, 200 for UCF101
     motion_excitation: bool = True     # ME block on low / mid (off: identity)
-    reversed_negatives: bool = True    # time-reversed low / mid copies (hard negatives)
     me_reduction: int = 16
+    # timestamp-matching steps per level; a partial mapping keeps the other levels' defaults
     fine_steps: dict[str, int] = field(default_factory=lambda: {"low": 8, "mid": 4, "high": 2})
     head_batchnorm: bool = False       # BN inside the per-level heads (the reference has none)
     global_hidden: int | None = None   # global head hidden width; None = backbone high width
 
-    @classmethod
-    def from_dict(cls, values: dict, where: str = "model") -> "ModelConfig":
-        """Build from a config mapping; unknown keys raise MLFOError naming ``where.key``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                raise MLFOError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(known))})")
-        cfg = cls(**values)
-        steps = {**cls().fine_steps, **dict(cfg.fine_steps)}
+    def __post_init__(self):
+        steps = {**{"low": 8, "mid": 4, "high": 2}, **dict(self.fine_steps)}
         if set(steps) != set(LEVELS) or any(int(s) < 1 for s in steps.values()):
-            raise MLFOError(f"{where}.fine_steps: need positive steps for {', '.join(LEVELS)}, got {steps}")
-        cfg.fine_steps = {level: int(steps[level]) for level in LEVELS}
-        return cfg
+            raise MLFOError(f"model.fine_steps: need positive steps for {', '.join(LEVELS)}, got {steps}")
+        self.fine_steps = {level: int(steps[level]) for level in LEVELS}
 
 
 @dataclass
@@ -73,15 +64,21 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 class MLFOModel(nn.Module):
-    def __init__(self, backbone: VideoResNet, cfg: ModelConfig | None = None):
+    """``reversed_copies``: also embed the time-reversed low / mid features (the hard
+    negatives of the motion contrast). The objective's switch decides it
+    (``ObjectiveConfig.uses_reversed_clips``), so that the copies pass through the ME
+    block's BatchNorm exactly when they are used."""
+
+    def __init__(self, backbone: VideoResNet, cfg: ModelConfig | None = None, reversed_copies: bool = True):
         super().__init__()
         cfg = cfg or ModelConfig()
         self.cfg = cfg
+        self.reversed_copies = reversed_copies
         self.backbone = backbone
-        if cfg.reversed_negatives and not cfg.motion_excitation:
+        if reversed_copies and not cfg.motion_excitation:
             # Pooling and the step-averaged clip heads ignore temporal order, so without
             # ME a reversed copy embeds exactly like its own clip.
-            warnings.warn("model: reversed_negatives without motion_excitation gives reversed "
+            warnings.warn("objective.reversed_negatives without model.motion_excitation gives reversed "
                           "copies identical to their clips (hard negatives = the anchor itself)",
                           stacklevel=2)
         channels = backbone.level_channels
@@ -116,7 +113,7 @@ class MLFOModel(nn.Module):
         for level in LEVELS:
             feature = features[level]                                  # (N, C, T', H', W')
             if level in MOTION_LEVELS:
-                if self.cfg.reversed_negatives:
+                if self.reversed_copies:
                     feature = torch.cat([feature, feature.flip(2)], dim=0)  # (2N, C, T', H', W')
                 feature = self.motion_excitation[level](feature)
             steps = self.cfg.fine_steps[level]

@@ -1,14 +1,15 @@
-"""Pretraining checkpoints: atomic files, ``last.pt`` plus numbered epochs with keep-k.
+"""Checkpoint files, for pretraining and fine-tuning alike: atomic writes, safe loads,
+``last.pt`` plus numbered epochs with keep-k, and where a resume starts.
 
-A checkpoint is a ``torch.save`` dict (see docs/design.md) holding everything needed to
-continue bit-for-bit: model, objective (prototype queue), optimizer, scaler, schedule
-position (epoch, batches consumed in it, global step), the sampler seed and the RNG
-states of every rank (a list indexed by rank), and the resolved config.
+A checkpoint is a ``torch.save`` dict of tensors and plain Python data only (the RNG
+states too, see ``mlfo.train.seeding``), so it is loaded with ``weights_only=True``: a
+file that would need arbitrary unpickling, which can run code, is refused.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -70,7 +71,12 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise MLFOError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise MLFOError(f"{path}: refused: it holds Python objects other than tensors and plain data, "
+                            "and loading it could run code from the file") from None
+        raise MLFOError(f"{path}: not a readable checkpoint (UnpicklingError)") from None
     except Exception as err:  # truncated or not a torch file
         raise MLFOError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
     if not isinstance(ckpt, dict):
@@ -78,13 +84,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def is_pretrain_checkpoint(ckpt: dict) -> bool:
-    return isinstance(ckpt, dict) and "model" in ckpt and "encoder_arch" in ckpt
-
-
 def find_resume_path(resume: str | None, out_dir: str | Path) -> Path | None:
-    """``auto``: ``out_dir/last.pt`` when it exists, else start fresh; otherwise a path."""
-    if not resume:
+    """``auto``: ``out_dir/last.pt`` when it exists, else start fresh; ``never`` (or None):
+    start fresh; otherwise a checkpoint path (or a run folder holding ``last.pt``)."""
+    if not resume or resume == "never":
         return None
     if resume == "auto":
         candidate = Path(out_dir) / LAST

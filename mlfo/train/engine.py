@@ -1,15 +1,18 @@
-"""The pretraining loop: one process or many (torchrun + DDP), resumable step by step.
+"""The training loop: one process or many (torchrun + DDP), resumable step by step.
+
+Generic over the method it trains (``mlfo.method`` documents the interface): the engine
+owns the data loader, the optimizer and its schedule, precision, DDP, checkpoints and
+logs; the method owns what a step computes.
 
 Determinism by construction:
-- the data order is a pure function of (seed, epoch) (a DistributedSampler whose ranks
+- the data order is a pure function of (seed, epoch): a DistributedSampler whose ranks
   interleave one permutation, so the union of the ranks' local batches is the batch a
-  single process would see), and a resumed epoch skips its consumed batches;
-- geometry (crop/flip) is keyed by (seed, epoch, video index) inside the dataset and
-  colour by the same key on the training device, so no augmentation depends on the
-  rank, the worker or how many steps ran before;
+  single process would see, and a resumed epoch skips exactly the samples it consumed;
+- every random choice of an item is keyed by (seed, epoch, video index) in the dataset
+  and on the device, never by the rank, the worker or how many steps ran before;
 - the learning rate is a pure function of the position in training.
-A checkpoint therefore only needs the weights, the optimizer, the scaler, the prototype
-queue and the position to continue exactly where a killed run stopped.
+A checkpoint therefore only needs the method's state, the optimizer, the scaler and the
+position to continue exactly where a killed run stopped.
 """
 
 from __future__ import annotations
@@ -21,174 +24,38 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mlfo.config import Config, config_from_dict, diff_configs, save_config, to_dict
-from mlfo.data.datasets import PretrainDataset, collate_skip_none
-from mlfo.data.transforms import ColorAugment, normalize_clips
-from mlfo.errors import MLFOError, VideoDecodeError
+from mlfo.config import Config, diff_configs, save_config, to_dict
+from mlfo.data.loading import ResumableDistributedSampler, SkipLog, batch_size_of, build_loader
+from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier
+from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
-from mlfo.distributed import (
-    DistContext,
-    all_gather_objects,
-    all_reduce_min,
-    barrier,
-    init_distributed,
-    teardown,
-)
 from mlfo.train.metrics_log import METRICS_FILE, MetricsLogger, truncate_metrics
+from mlfo.train.optim import build_optimizer, lr_factor
 from mlfo.train.seeding import derive_seed, get_rng_state, seed_everything, seed_worker, set_rng_state
 
-# Keys the colour stream is derived from, so it never collides with the dataset's own.
-_COLOR_STREAM = 0xC0102
-
-
-# ---------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------
-
-
-class ResumableDistributedSampler(DistributedSampler):
-    """DistributedSampler that yields ``(epoch, index)`` and can start mid-epoch.
-
-    Rank r takes positions r, r + W, r + 2W, ... of one permutation seeded by
-    (seed, epoch), so W ranks with local batch b together cover exactly the global batch
-    of a single process with batch W * b. ``start`` skips the first samples of this
-    rank's share (the batches a resumed run already consumed). The epoch travels with
-    every index so that persistent DataLoader workers need no state update.
-    """
-
-    def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        self.start = 0
-
-    def set_start(self, start: int) -> None:
-        self.start = start
-
-    def __iter__(self):
-        indices = list(super().__iter__())[self.start :]
-        return iter([(self.epoch, i) for i in indices])
-
-    def __len__(self) -> int:
-        return max(0, self.num_samples - self.start)
-
-
-class EpochKeyedDataset(Dataset):
-    """Wraps PretrainDataset: takes ``(epoch, index)``, keys the dataset's randomness on
-    the epoch, and turns a video that fails to decode into a ``{"skipped": index}``
-    marker (so the loader can report its path) instead of an exception."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        try:
-            item = self.dataset[index]
-        except VideoDecodeError:
-            item = None
-        if item is None:
-            return {"skipped": index}
-        return item
-
-
-class KeyedPretrainDataset(PretrainDataset):
-    """PretrainDataset whose per-item stream is keyed by (seed, epoch, index) only.
-
-    The data module also mixes the rank into the key; the index alone is already unique
-    across ranks within an epoch, and leaving the rank out makes a W-process run see the
-    very clips a single process sees (the DDP equivalence test relies on it).
-    """
-
-    def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index])
-
-
-def collate_with_skips(batch: list[dict]) -> dict:
-    """Stack the good items (via the dataset's collate); list the skipped indices."""
-    skipped = [b["skipped"] for b in batch if "skipped" in b]
-    good = [b for b in batch if "skipped" not in b]
-    out = collate_skip_none(good) if good else {}
-    out["skipped_indices"] = skipped
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Schedule
-# ---------------------------------------------------------------------------------------
-
-
-def build_color_augment(d) -> ColorAugment | None:
-    """The colour augmentation a DataConfig asks for (None when switched off)."""
-    if not d.color_augment:
-        return None
-    return ColorAugment(per_frame_color=d.per_frame_color, p_gray=d.color_p_gray, brightness=d.color_strength,
-                        contrast=d.color_strength, saturation=d.color_strength, hue=d.color_hue)
-
-
-def learning_rate(cfg: Config, progress: float) -> float:
-    """LR at ``progress`` epochs into training (fractional): warmup, then the schedule."""
-    o = cfg.optim
-    if o.warmup_epochs > 0 and progress < o.warmup_epochs:
-        return o.lr * (progress + 1e-8) / o.warmup_epochs
-    if o.schedule == "step":
-        passed = sum(1 for e in o.lr_decay_epochs if progress >= e)
-        return o.lr * o.lr_decay_factor**passed
-    if o.schedule == "cosine":
-        span = max(cfg.train.epochs - o.warmup_epochs, 1e-8)
-        t = min(max(progress - o.warmup_epochs, 0.0) / span, 1.0)
-        return o.lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    return o.lr
-
-
-def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
-# ---------------------------------------------------------------------------------------
-# The trainer
-# ---------------------------------------------------------------------------------------
-
-
-class ModelWithObjective(nn.Module):
-    """The model and its objective as one module, so that DDP sees the loss as the output.
-
-    With a loss switched off (say timestamp matching at one level), the model still
-    returns that head's embeddings; DDP, wrapping the model alone, would find those heads
-    "used" but never reached by the backward pass and stop. Tracing from the loss, it
-    finds them unused instead.
-    """
-
-    def __init__(self, model: nn.Module, objective: nn.Module):
-        super().__init__()
-        self.model, self.objective = model, objective
-
-    def forward(self, clips: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict]:
-        out = self.model(clips, with_graph=self.objective.graph_active(epoch))
-        return self.objective(out, epoch)
+# Settings a resume may change without a word (where the run goes and how long it lasts).
+_RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress")
 
 
 @dataclass
-class PretrainResult:
+class TrainResult:
     out_dir: Path
     last_checkpoint: Path | None
     global_step: int
     epoch: int
     skipped_videos: list[str] = field(default_factory=list)
+
+
+def learning_rate(cfg: Config, progress: float, steps_per_epoch: int) -> float:
+    """LR at ``progress`` epochs into training (fractional): warmup, then the schedule."""
+    o = cfg.optim
+    return o.lr * lr_factor(progress, cfg.train.epochs, schedule=o.schedule, warmup=o.warmup_epochs,
+                            step_length=1 / steps_per_epoch, milestones=o.lr_decay_epochs,
+                            decay=o.lr_decay_factor)
 
 
 def check_runtime(cfg: Config, device: torch.device) -> None:
@@ -203,8 +70,8 @@ def check_runtime(cfg: Config, device: torch.device) -> None:
             raise MLFOError("train.sync_bn: SyncBatchNorm needs GPUs (it does not run on CPU)")
 
 
-def _set_frozen_bn(model: nn.Module) -> None:
-    for m in model.modules():
+def _set_frozen_bn(module: nn.Module) -> None:
+    for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
 
@@ -216,45 +83,52 @@ def _plain_float(v) -> float | None:
         return None
 
 
-class Pretrainer:
-    """Builds data, model, objective and optimizer from a Config, then ``fit()``s."""
+class Trainer:
+    """Builds data, the method and its optimizer from a Config, then ``fit()``s.
 
-    def __init__(self, cfg: Config, ctx: DistContext, out_dir: str | Path | None = None):
-        self.cfg = cfg
-        self.ctx = ctx
-        self.device = ctx.device
+    ``method_cls(cfg)`` builds the method (see ``mlfo.method``); it is built after
+    seeding, with the same seed on every rank, so every rank starts from the same weights.
+    """
+
+    def __init__(self, cfg: Config, ctx: DistContext, method_cls, out_dir: str | Path | None = None):
+        self.cfg, self.ctx, self.device = cfg, ctx, ctx.device
         self.out_dir = Path(out_dir or cfg.train.out_dir)
         check_runtime(cfg, self.device)
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / "config.yaml")
+        seed_everything(cfg.train.seed)
+        method = method_cls(cfg)
+        if cfg.train.sync_bn and ctx.distributed:
+            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        method.to(self.device)
+        if cfg.train.channels_last:
+            method.to(memory_format=torch.channels_last_3d)
+        self.method = method  # the bare module: state dicts, hooks
         self._build_data()
-        self._build_model()
+        self._build_optimization()
         self.epoch = 0
-        self.step_in_epoch = 0
+        self.samples_in_epoch = 0  # global samples consumed in ``epoch`` (any layout)
         self.global_step = 0
         self.last_checkpoint: Path | None = None
-        self.skipped: list[str] = []  # paths of videos this rank failed to decode
+        self.skips = SkipLog(self.records, where=f" (rank {ctx.rank})")
 
     # -- building ---------------------------------------------------------------------
 
     def _build_data(self) -> None:
+        from mlfo.data.demo import ensure_demo_source
         from mlfo.data.sources import load_index
 
         d, ctx = self.cfg.data, self.ctx
         if not d.train:
             raise MLFOError("data.train: no training data given (a CSV, a folder of videos or a dataset root)")
-        source = Path(d.train)
-        if d.generate_demo and not source.exists():
+        if d.generate_demo:
             if ctx.is_main:
-                from mlfo.data.demo import generate_demo_dataset
-
-                print(f"mlfo: writing the demo dataset to {source.parent} ...", file=sys.stderr, flush=True)
-                generate_demo_dataset(source.parent, seed=0)
+                ensure_demo_source(d.train)
             barrier(ctx)
 
         def load():
-            return load_index(str(source), fmt=d.fmt, split=d.split, subset="train", split_dir=d.split_dir,
+            return load_index(d.train, fmt=d.fmt, split=d.split, subset="train", split_dir=d.split_dir,
                               backend=d.backend, progress=ctx.is_main)
 
         # Rank 0 scans first (and writes the scan cache) so the others read the cache.
@@ -262,7 +136,7 @@ class Pretrainer:
         barrier(ctx)
         if index is None:
             index = load()
-        min_frames = 2 * d.clip_len  # videos with at most 2T frames cannot give A, B, G
+        min_frames = self.method.min_frames
         self.records = index.usable(min_frames=min_frames)
         unusable = len(index.records) - len(self.records)
         if ctx.is_main and unusable:
@@ -272,49 +146,27 @@ class Pretrainer:
         if len(self.records) < global_batch:
             raise MLFOError(f"data.batch_size: {d.batch_size} videos x {ctx.world_size} process(es) "
                             f"exceeds the {len(self.records)} usable videos in {d.train}")
-        self.dataset = KeyedPretrainDataset(self.records, clip_len=d.clip_len, r_max=d.r_max, crop_size=d.crop_size,
-                                       crop_scale=tuple(d.crop_scale), backend=d.backend, seed=self.cfg.train.seed)
+        self.dataset = self.method.train_dataset(self.records)
         self.sampler = ResumableDistributedSampler(self.dataset, ctx.world_size, ctx.rank, self.cfg.train.seed)
-        workers = d.num_workers
-        on_gpu = self.device.type == "cuda"
-        self.loader = DataLoader(
-            EpochKeyedDataset(self.dataset),
-            batch_size=d.batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=collate_with_skips,
-            drop_last=True,
-            pin_memory=d.pin_memory and on_gpu,
-            persistent_workers=d.persistent_workers and workers > 0,
-            prefetch_factor=d.prefetch_factor if workers > 0 else None,
-            worker_init_fn=seed_worker,
-            generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, ctx.rank)),
+        self.loader = build_loader(
+            self.dataset, batch_size=d.batch_size, sampler=self.sampler, num_workers=d.num_workers,
+            drop_last=True, pin_memory=d.pin_memory and self.device.type == "cuda",
+            persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor,
+            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, ctx.rank)),
         )
         self.steps_per_epoch = len(self.sampler) // d.batch_size
-        self.color = build_color_augment(d)
-        self.normalize = normalize_clips
+        self.global_batch = global_batch
 
-    def _build_model(self) -> None:
-        from mlfo.losses.objective import MLFOObjective
-        from mlfo.models import MLFOModel, build_backbone
-
+    def _build_optimization(self) -> None:
         cfg, ctx = self.cfg, self.ctx
-        seed_everything(cfg.train.seed)  # same initial weights on every rank
-        backbone = build_backbone(cfg.backbone.name, stem=cfg.backbone.stem, widths=cfg.backbone.widths)
-        model = MLFOModel(backbone, cfg.model)
-        if cfg.train.sync_bn and ctx.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.to(self.device)
-        if cfg.train.channels_last:
-            model.to(memory_format=torch.channels_last_3d)
-        self.model = model  # the bare module: state dicts, prototypes
-        self.objective = MLFOObjective(cfg.objective, cfg.model.num_prototypes).to(self.device)
-        self.optimizer = build_optimizer(cfg, list(model.parameters()))
+        o = cfg.optim
+        self.optimizer = build_optimizer(o.name, list(self.method.parameters()), lr=o.lr,
+                                         weight_decay=o.weight_decay, momentum=o.momentum)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
-        forward = ModelWithObjective(model, self.objective)
+        forward = self.method
         if ctx.distributed:
-            # Graph heads are unused before graph_start, prototypes may be frozen.
+            # Some heads are unused in some epochs (a loss that starts late, frozen parts).
             forward = nn.parallel.DistributedDataParallel(
                 forward, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
@@ -330,31 +182,34 @@ class Pretrainer:
         rng_states = all_gather_objects(self.ctx, get_rng_state())
         return {
             "config": to_dict(self.cfg),
-            "model": self.model.state_dict(),
-            "encoder_arch": self.model.backbone.arch,
-            "objective": self.objective.state_dict(),
+            "method": self.method.state_dict(),
+            "encoder_arch": self.method.encoder.arch,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "scheduler": {"kind": self.cfg.optim.schedule, "lr": self.optimizer.param_groups[0]["lr"]},
             "epoch": self.epoch,
-            "step": self.step_in_epoch,  # batches consumed in ``epoch``
+            "step": self.samples_in_epoch // self.global_batch,  # batches consumed in ``epoch``
             "global_step": self.global_step,
-            "sampler": {"seed": self.cfg.train.seed, "epoch": self.epoch, "start_batches": self.step_in_epoch,
+            "sampler": {"seed": self.cfg.train.seed, "epoch": self.epoch, "samples": self.samples_in_epoch,
                         "batch_size": self.cfg.data.batch_size, "world_size": self.ctx.world_size},
             "rng": rng_states,  # list indexed by rank
             "world_size": self.ctx.world_size,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.objective.load_state_dict(state["objective"])
+    def load_state_dict(self, state: dict, path: Path) -> None:
+        self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step"])
-        self.global_step = int(state["global_step"])
-        if self.step_in_epoch >= self.steps_per_epoch:
-            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        sampler = state["sampler"]
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.samples_in_epoch = int(sampler["samples"])
+        layout = (int(sampler["batch_size"]), int(sampler["world_size"]))
+        if layout != (self.cfg.data.batch_size, self.ctx.world_size) and self.ctx.is_main:
+            print(f"mlfo: {path} was written with {layout[0]} videos x {layout[1]} process(es) per step, "
+                  f"this run takes {self.cfg.data.batch_size} x {self.ctx.world_size}: it continues at "
+                  f"sample {self.samples_in_epoch} of epoch {self.epoch}", file=sys.stderr)
+        if self.samples_in_epoch + self.global_batch > self.steps_per_epoch * self.global_batch:
+            self.epoch, self.samples_in_epoch = self.epoch + 1, 0  # no full batch left in the epoch
         rng = state.get("rng") or []
         if state.get("world_size") == self.ctx.world_size and self.ctx.rank < len(rng):
             set_rng_state(rng[self.ctx.rank])
@@ -373,35 +228,20 @@ class Pretrainer:
         return path
 
     def resume(self, path: str | Path) -> None:
+        path = Path(path)
         state = ckpt_io.load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU
-        if "optimizer" not in state or "global_step" not in state:
+        if not {"method", "optimizer", "global_step", "sampler"} <= set(state):
             raise MLFOError(f"{path}: not a resumable mlfo pretraining checkpoint")
-        changed = diff_configs(state.get("config", {}), to_dict(self.cfg))
-        changed = [k for k in changed if k not in ("train.out_dir", "train.max_steps", "train.epochs", "train.progress")]
+        changed = [k for k in diff_configs(state.get("config", {}), to_dict(self.cfg)) if k not in _RESUME_MAY_CHANGE]
         if changed and self.ctx.is_main:
             print(f"mlfo: resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
-        self.load_state_dict(state)
-        self.last_checkpoint = Path(path)
+        self.load_state_dict(state, path)
+        self.last_checkpoint = path
         if self.ctx.is_main:
             truncate_metrics(self.out_dir / METRICS_FILE, self.global_step)
             print(f"mlfo: resumed from {path} at epoch {self.epoch}, step {self.global_step}", file=sys.stderr)
 
     # -- one step -------------------------------------------------------------------------
-
-    def augment(self, clips: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        """uint8 (B, 3, T, S, S, 3) -> float (3, B, 3, T, S, S): colour (keyed per video) + normalise."""
-        clips = clips.to(self.device, non_blocking=True)
-        if self.color is None:
-            out = self.normalize(clips.flatten(0, 1))  # (3B, 3, T, S, S)
-            out = out.unflatten(0, clips.shape[:2])
-        else:
-            per_video = []
-            gen = torch.Generator(device=self.device)
-            for video, index in zip(clips, indices.tolist()):  # video (3, T, S, S, 3)
-                gen.manual_seed(derive_seed(self.cfg.train.seed, _COLOR_STREAM, epoch, index))
-                per_video.append(self.color(video, generator=gen))  # (3, 3, T, S, S)
-            out = torch.stack(per_video)
-        return out.transpose(0, 1).contiguous()  # (3 clips, B, 3, T, S, S)
 
     def _global_mean(self, loss: float, logs: dict[str, float], n_local: int) -> tuple[float, dict[str, float]]:
         """Loss and logs averaged over the global batch (each rank's values are means over
@@ -418,15 +258,14 @@ class Pretrainer:
 
     def train_step(self, batch: dict, epoch: int, progress: float) -> dict | None:
         """One optimizer step; returns the log row, or None when the whole batch was skipped."""
-        cfg = self.cfg
-        n_local = int(batch["clips"].shape[0]) if "clips" in batch else 0
+        n_local = batch_size_of(batch)
         if all_reduce_min(self.ctx, n_local) == 0:
             return None  # some rank has no decodable video: every rank skips together
-        lr = learning_rate(cfg, progress)
+        lr = learning_rate(self.cfg, progress, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.model.normalize_prototypes()
-        x = self.augment(batch["clips"], batch["index"], epoch)
+        self.method.before_forward(epoch)
+        x = self.method.prepare(batch, epoch, self.device)
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
@@ -442,8 +281,7 @@ class Pretrainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if self.objective.prototypes_frozen(epoch):
-            self.model.prototypes.weight.grad = None
+        self.method.before_optimizer_step(epoch)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         row = {} if "loss/total" in logs else {"loss": loss}
@@ -454,14 +292,7 @@ class Pretrainer:
 
     # -- the loop -----------------------------------------------------------------------
 
-    def _report_skips(self, indices: list[int], logger_write) -> int:
-        for i in indices:
-            path = self.records[i].path
-            self.skipped.append(path)
-            logger_write(f"mlfo: skipped unreadable video (rank {self.ctx.rank}): {path}")
-        return len(indices)
-
-    def fit(self, resume: str | Path | None = None) -> PretrainResult:
+    def fit(self, resume: str | Path | None = None) -> TrainResult:
         from tqdm import tqdm
 
         cfg, ctx = self.cfg, self.ctx
@@ -477,28 +308,32 @@ class Pretrainer:
         logger = MetricsLogger(self.out_dir if ctx.is_main else None, tensorboard=cfg.train.tensorboard)
         self.forward_model.train()
         if cfg.train.freeze_bn:
-            _set_frozen_bn(self.model)
+            _set_frozen_bn(self.method)
         max_steps = cfg.train.max_steps or None
+        samples_per_epoch = self.steps_per_epoch * self.global_batch
         started = time.time()
         stop = False
         try:
             while self.epoch < cfg.train.epochs and not stop:
                 epoch = self.epoch
                 self.sampler.set_epoch(epoch)
-                self.sampler.set_start(self.step_in_epoch * cfg.data.batch_size)
-                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {epoch}",
+                self.sampler.set_start(self.samples_in_epoch)
+                step_in_epoch = self.samples_in_epoch // self.global_batch
+                bar = tqdm(total=self.steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}",
                            disable=not (ctx.is_main and cfg.train.progress), dynamic_ncols=True,
                            file=sys.stderr, leave=False)
+                self.skips.write = bar.write
                 for batch in self.loader:
-                    skipped = self._report_skips(batch.get("skipped_indices", []), bar.write)
-                    progress = epoch + self.step_in_epoch / self.steps_per_epoch
+                    skipped = self.skips.add(batch["skipped"])
+                    progress = epoch + self.samples_in_epoch / samples_per_epoch
                     row = self.train_step(batch, epoch, progress)
-                    self.step_in_epoch += 1
+                    self.samples_in_epoch += self.global_batch
+                    step_in_epoch += 1
                     bar.update(1)
                     if row is None:
                         continue
                     self.global_step += 1
-                    row = {"epoch": epoch, "step": self.global_step, "step_in_epoch": self.step_in_epoch,
+                    row = {"epoch": epoch, "step": self.global_step, "step_in_epoch": step_in_epoch,
                            **row, "skipped": skipped, "time": round(time.time() - started, 3)}
                     logger.log(row)
                     bar.set_postfix(loss=f"{row.get('loss/total', row.get('loss', 0.0)):.3f}", refresh=False)
@@ -508,10 +343,10 @@ class Pretrainer:
                     if cfg.checkpoint.every_steps and self.global_step % cfg.checkpoint.every_steps == 0:
                         self.save(ckpt_io.LAST)
                 bar.close()
-                if stop and self.step_in_epoch < self.steps_per_epoch:
+                if stop and self.samples_in_epoch + self.global_batch <= samples_per_epoch:
                     self.save(ckpt_io.LAST)
                     break
-                self.epoch, self.step_in_epoch = epoch + 1, 0
+                self.epoch, self.samples_in_epoch = epoch + 1, 0
                 self.save(ckpt_io.LAST)
                 every = cfg.checkpoint.every_epochs
                 if every and (self.epoch % every == 0 or self.epoch == cfg.train.epochs):
@@ -523,10 +358,10 @@ class Pretrainer:
                           f"{time.time() - started:.0f} s", file=sys.stderr)
         finally:
             logger.close()
-        skipped = sorted({p for paths in all_gather_objects(ctx, self.skipped) for p in paths})
+        skipped = sorted({p for paths in all_gather_objects(ctx, self.skips.paths) for p in paths})
         if ctx.is_main:
             self._write_skip_summary(skipped)
-        return PretrainResult(self.out_dir, self.last_checkpoint, self.global_step, self.epoch, skipped)
+        return TrainResult(self.out_dir, self.last_checkpoint, self.global_step, self.epoch, skipped)
 
     def _write_skip_summary(self, skipped: list[str]) -> None:
         if not skipped:
@@ -535,40 +370,3 @@ class Pretrainer:
         shown = "\n  ".join(skipped[:20]) + (f"\n  ... ({len(skipped) - 20} more)" if len(skipped) > 20 else "")
         print(f"mlfo: skipped {len(skipped)} unreadable video(s) during training "
               f"(list in {self.out_dir / 'skipped_videos.txt'}):\n  {shown}", file=sys.stderr)
-
-
-def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
-    """Run pretraining in this process (joining torchrun's process group if launched by it).
-
-    ``resume``: None, ``"auto"`` (``out_dir/last.pt`` if present) or a checkpoint path.
-    """
-    ctx = init_distributed(cfg.train.device)
-    trainer = None
-    ok = False
-    try:
-        resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
-        trainer = Pretrainer(cfg, ctx)
-        result = trainer.fit(resume_path)
-        ok = True
-        return result
-    finally:
-        # Drop the DDP reducer and its buffers before leaving the group (see teardown).
-        del trainer
-        if ok:
-            teardown(ctx)
-        elif ctx.distributed and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def config_of_checkpoint(path: str | Path) -> Config:
-    return config_from_dict(ckpt_io.load_checkpoint(path)["config"])
-
-
-__all__ = [
-    "Pretrainer",
-    "PretrainResult",
-    "ResumableDistributedSampler",
-    "check_runtime",
-    "learning_rate",
-    "pretrain",
-]

@@ -14,14 +14,17 @@ import torch
 from mlfo.errors import MLFOError
 from mlfo.models import build_backbone, export_torchvision_state_dict, load_torchvision_state_dict
 from mlfo.models.torchvision_compat import infer_arch
-from mlfo.train.checkpoint import atomic_torch_save, is_pretrain_checkpoint, load_checkpoint
+from mlfo.method import MLFOMethod
+from mlfo.train.checkpoint import atomic_torch_save, load_checkpoint
 
-BACKBONE_PREFIX = "backbone."
+
+def is_pretrain_checkpoint(ckpt: dict) -> bool:
+    return isinstance(ckpt, dict) and "method" in ckpt and "encoder_arch" in ckpt
 
 
 def backbone_state_from_checkpoint(ckpt: dict) -> dict[str, torch.Tensor]:
-    """The backbone's tensors of an MLFOModel state dict (prefix stripped)."""
-    return {k[len(BACKBONE_PREFIX):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE_PREFIX)}
+    """The backbone's tensors of a pretraining checkpoint (torchvision names)."""
+    return MLFOMethod.encoder_state(ckpt["method"])
 
 
 def _arch_kwargs(arch: dict) -> dict:

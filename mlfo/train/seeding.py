@@ -40,20 +40,35 @@ def seed_worker(worker_id: int) -> None:
 
 
 def get_rng_state() -> dict:
-    """Python, numpy, torch CPU and (when present) CUDA generator states of this process."""
+    """Python, numpy, torch CPU and (when present) CUDA generator states of this process, as
+    plain containers and CPU tensors: a checkpoint holding them loads with
+    ``torch.load(weights_only=True)``."""
+    numpy_state = np.random.get_state(legacy=False)
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Restore ``get_rng_state()``; tensors loaded onto another device come back to the CPU
+    first (``torch.set_rng_state`` takes only a CPU ByteTensor)."""
+    random.setstate(_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": n["key"].cpu().numpy().astype(np.uint32), "pos": int(n["pos"])},
+                         "has_gauss": int(n["has_gauss"]), "gauss": float(n["gauss"])})
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _tuples(value):
+    """random.setstate needs tuples; a state that went through lists is turned back."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,13 +1,12 @@
-"""PretrainDataset / EvalClipDataset / collate_skip_none on tiny real video files."""
-
-import logging
+"""ThreeClipDataset / EvalClipDataset and the loader's skip rule on tiny real video files."""
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mlfo.data.datasets import EvalClipDataset, PretrainDataset, collate_skip_none
+from mlfo.data.datasets import EvalClipDataset, ThreeClipDataset
+from mlfo.data.loading import SkippingDataset, SkipLog, collate
 from mlfo.data.demo import write_mp4
 from mlfo.data.sources import VideoRecord
 from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -40,11 +39,10 @@ def videos(tmp_path_factory):
 
 def test_pretrain_item_holds_clips_a_b_g_of_one_span(videos):
     good, _ = videos
-    ds = PretrainDataset(good, clip_len=6, r_max=3, crop_size=24, seed=1)
+    ds = ThreeClipDataset(good, clip_len=6, r_max=3, crop_size=24, seed=1)
     for epoch in range(4):
-        ds.set_epoch(epoch)
         for i in range(len(ds)):
-            item = ds[i]
+            item = ds[(epoch, i)]
             clips = item["clips"]
             assert item["index"] == i
             assert clips.shape == (3, 6, 24, 24, 3) and clips.dtype == torch.uint8
@@ -58,21 +56,21 @@ def test_pretrain_item_holds_clips_a_b_g_of_one_span(videos):
 
 def test_pretrain_randomness_reproducible_and_differs_by_epoch_and_index(videos):
     good, _ = videos
-    ds = PretrainDataset(good, clip_len=6, crop_size=24, seed=1)
+    ds = ThreeClipDataset(good, clip_len=6, crop_size=24, seed=1)
     first = ds[2]["clips"]
-    assert torch.equal(first, PretrainDataset(good, clip_len=6, crop_size=24, seed=1)[2]["clips"])
-    ds.set_epoch(1)
-    assert not torch.equal(first, ds[2]["clips"])
-    assert not torch.equal(first, PretrainDataset(good, clip_len=6, crop_size=24, seed=2)[2]["clips"])
+    assert torch.equal(first, ThreeClipDataset(good, clip_len=6, crop_size=24, seed=1)[(0, 2)]["clips"])
+    assert not torch.equal(first, ds[(1, 2)]["clips"])
+    assert not torch.equal(first, ThreeClipDataset(good, clip_len=6, crop_size=24, seed=2)[2]["clips"])
     # Same video twice in the list: different draws for the two items.
-    twice = PretrainDataset([good[2], good[2]], clip_len=6, crop_size=24, seed=1)
+    twice = ThreeClipDataset([good[2], good[2]], clip_len=6, crop_size=24, seed=1)
     assert not torch.equal(twice[0]["clips"], twice[1]["clips"])
 
 
 def test_pretrain_draws_do_not_depend_on_worker_count(videos):
     good, _ = videos
-    ds = PretrainDataset(good * 2, clip_len=6, crop_size=24, seed=3)
-    load = lambda workers: next(iter(DataLoader(ds, batch_size=6, num_workers=workers, collate_fn=collate_skip_none)))
+    ds = ThreeClipDataset(good * 2, clip_len=6, crop_size=24, seed=3)
+    load = lambda workers: next(iter(DataLoader(SkippingDataset(ds), batch_size=6, num_workers=workers,
+                                                collate_fn=collate)))
     serial, parallel = load(0), load(2)
     assert serial["clips"].shape == (6, 3, 6, 24, 24, 3)
     assert torch.equal(serial["clips"], parallel["clips"])
@@ -80,27 +78,31 @@ def test_pretrain_draws_do_not_depend_on_worker_count(videos):
     assert not torch.equal(serial["clips"][0], serial["clips"][3])
 
 
-def test_pretrain_rank_changes_the_stream(videos, monkeypatch):
+def test_pretrain_stream_does_not_depend_on_the_rank(videos, monkeypatch):
+    """Keyed by (seed, epoch, index) only: W processes see the very clips one process sees."""
     good, _ = videos
-    ds = PretrainDataset(good, clip_len=6, crop_size=24, seed=1)
+    ds = ThreeClipDataset(good, clip_len=6, crop_size=24, seed=1)
     rank0 = ds[0]["clips"]
     monkeypatch.setenv("RANK", "1")
-    assert not torch.equal(rank0, ds[0]["clips"])
+    assert torch.equal(rank0, ds[0]["clips"])
 
 
-def test_bad_videos_are_skipped_logged_and_counted(videos, caplog):
+def test_bad_videos_are_skipped_named_and_counted(videos):
     good, bad = videos
-    ds = PretrainDataset(good + bad, clip_len=8, crop_size=16)
-    with caplog.at_level(logging.WARNING, logger="mlfo.data.datasets"):
-        items = [ds[i] for i in range(len(ds))]
-    assert [item is None for item in items] == [False] * 3 + [True] * 3
-    for record in bad:
-        assert record.path in caplog.text
-    assert "too short" in caplog.text
-    batch = collate_skip_none(items)
-    assert batch["num_skipped"] == 3 and batch["clips"].shape[0] == 3
-    assert batch["index"].tolist() == [0, 1, 2]
-    assert collate_skip_none([None, None]) == {"num_skipped": 2}
+    ds = SkippingDataset(ThreeClipDataset(good + bad, clip_len=8, crop_size=16))
+    items = [ds[i] for i in range(len(ds))]
+    assert ["skipped" in item for item in items] == [False] * 3 + [True] * 3
+    assert [item["skipped"][0] for item in items[3:]] == [3, 4, 5]
+    assert "too short" in items[3]["skipped"][1]
+    batch = collate(items)
+    assert batch["clips"].shape[0] == 3 and batch["index"].tolist() == [0, 1, 2]
+    assert [index for index, _ in batch["skipped"]] == [3, 4, 5]
+    lines = []
+    log = SkipLog(good + bad, write=lines.append)
+    assert log.add(batch["skipped"]) == 3 and len(log) == 3
+    for record, line in zip(bad, lines):
+        assert record.path in line and line.startswith("mlfo: skipped unreadable video")
+    assert collate([items[3], items[4]]) == {"skipped": [items[3]["skipped"], items[4]["skipped"]]}
 
 
 def test_eval_views_uniform_clips_and_crops(videos):
@@ -117,7 +119,8 @@ def test_eval_views_uniform_clips_and_crops(videos):
     ids = (grey / STEP).round().long()
     expected = [list(range(s, s + 4)) for s in (0, 23, 46) for _ in range(3)]
     assert ids.tolist() == expected
-    assert ds[3] is not None and ds[4] is None  # too short is fine for eval (frames repeat); junk is not
+    assert "views" in ds[3]  # too short is fine for eval (frames repeat); junk is not
+    assert "skipped" in SkippingDataset(ds)[4]
     assert EvalClipDataset(good, clip_len=4, crop_mode="ten", num_clips=2, crop_size=16, resize=20)[0]["views"].shape[0] == 20
     assert EvalClipDataset(good, clip_len=4, crop_mode="center", num_clips=1, crop_size=16, resize=20)[0]["views"].shape[0] == 1
 
@@ -133,7 +136,7 @@ def test_sliding_windows_collate_with_counts(videos):
     ds = EvalClipDataset(good, clip_len=8, stride=8, crop_size=16, resize=20)
     counts = [ds[i]["views"].shape[0] for i in range(3)]
     assert counts == [5, 6, 7]  # 40 / 50 / 60 frames, windows 8 apart
-    batch = collate_skip_none([ds[0], None, ds[2]])
+    batch = collate([ds[0], {"skipped": (1, "VideoDecodeError")}, ds[2]])
     assert batch["views"].shape == (12, 3, 8, 16, 16)
-    assert batch["views_counts"].tolist() == [5, 7] and batch["num_skipped"] == 1
+    assert batch["views_counts"].tolist() == [5, 7] and len(batch["skipped"]) == 1
     assert batch["label"].tolist() == [good[0].label, good[2].label]

@@ -198,8 +198,9 @@ def test_official_splits_all_report_each_split_and_the_mean(tmp_path):
 
 def test_killed_finetune_resumes_to_the_same_weights(demo, encoder_file, tmp_path, monkeypatch):
     import mlfo.train.checkpoint as checkpoint
-    from mlfo.eval.extract import ViewConfig, resolve_data
+    from mlfo.data.splits import resolve_data
     from mlfo.eval.finetune import FinetuneConfig, finetune
+    from mlfo.eval.views import ViewConfig
 
     parts, classes, _, _ = resolve_data(str(demo), progress=False)
     train, test = parts[0].records[::2], parts[1].records

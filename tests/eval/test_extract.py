@@ -10,7 +10,9 @@ from torch import nn
 
 from mlfo.data.sources import VideoRecord
 from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from mlfo.eval.extract import ViewConfig, extract_features, resolve_data
+from mlfo.data.splits import resolve_data
+from mlfo.eval.extract import compute_features
+from mlfo.eval.views import ViewConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_fixtures import H, W, ucf_fixture, write_frames  # noqa: E402
@@ -66,7 +68,7 @@ def frame_videos(tmp_path_factory):
 )
 def test_feature_is_the_mean_over_exactly_the_named_views(frame_videos, views, starts_per_video, crop_lefts):
     stub = MeanPixel()
-    res = extract_features({"stub": stub}, views.dataset(frame_videos, backend="frames"), batch_size=4,
+    res = compute_features({"stub": stub}, views.dataset(frame_videos, backend="frames"), batch_size=4,
                            views_per_video=views.views_per_video, device="cpu", progress=False)
     feats = res.features["stub"]["high"]
     assert res.kept == [0, 1] and res.failed == []
@@ -80,7 +82,7 @@ def test_feature_is_the_mean_over_exactly_the_named_views(frame_videos, views, s
 def test_failed_video_is_skipped_and_reported(frame_videos, tmp_path):
     bad = VideoRecord(str(tmp_path / "missing.mp4"), 20, 25.0, W, H, label=0)
     views = ViewConfig(clip_len=4, num_clips=2, resize=32, crop_size=32)
-    res = extract_features({"stub": MeanPixel()}, views.dataset([frame_videos[0], bad, frame_videos[1]],
+    res = compute_features({"stub": MeanPixel()}, views.dataset([frame_videos[0], bad, frame_videos[1]],
                            backend="auto"), batch_size=4, views_per_video=2, device="cpu", progress=False)
     assert res.kept == [0, 2] and res.failed == [1]
     assert res.features["stub"]["high"].shape == (2, 2)
@@ -97,9 +99,9 @@ def test_levels_are_pooled_per_level_and_high_equals_forward():
             return 2
 
         def __getitem__(self, i):
-            return {"views": torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(i))}
+            return {"views": torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(i)), "index": i}
 
-    res = extract_features({"n": net}, Views(), levels=["low", "mid", "high"], batch_size=6, views_per_video=3,
+    res = compute_features({"n": net}, Views(), levels=["low", "mid", "high"], batch_size=6, views_per_video=3,
                            device="cpu", progress=False)
     with torch.no_grad():
         direct = torch.stack([net(Views()[i]["views"]).mean(0) for i in range(2)]).numpy()

@@ -12,9 +12,9 @@ from mlfo.models import MLFOModel, ModelConfig, build_backbone
 B, T, S = 2, 16, 16
 
 
-def make_model(**cfg) -> MLFOModel:
+def make_model(reversed_copies: bool = True, **cfg) -> MLFOModel:
     torch.manual_seed(0)
-    return MLFOModel(build_backbone("r3d_small"), ModelConfig(num_prototypes=10, **cfg))
+    return MLFOModel(build_backbone("r3d_small"), ModelConfig(num_prototypes=10, **cfg), reversed_copies)
 
 
 def make_clips(t: int = T, size: int = S, seed: int = 1) -> torch.Tensor:
@@ -141,8 +141,7 @@ def test_reversed_embedding_is_the_embedding_of_the_time_flipped_clip():
 
 def test_reversed_negatives_off():
     on = make_model().eval()
-    off = MLFOModel(build_backbone("r3d_small"),
-                    ModelConfig(num_prototypes=10, reversed_negatives=False)).eval()
+    off = MLFOModel(build_backbone("r3d_small"), ModelConfig(num_prototypes=10), reversed_copies=False).eval()
     off.load_state_dict(on.state_dict())  # same parameters: the switch adds none
     clips = make_clips()
     with torch.no_grad():
@@ -154,7 +153,7 @@ def test_reversed_negatives_off():
 
 
 def test_motion_excitation_off_is_identity():
-    model = make_model(motion_excitation=False, reversed_negatives=False).eval()
+    model = make_model(motion_excitation=False, reversed_copies=False).eval()
     assert all(isinstance(m, nn.Identity) for m in model.motion_excitation.values())
     assert not any("motion_excitation" in name for name, _ in model.named_parameters())
     clips = make_clips()
@@ -221,15 +220,17 @@ def test_channels_last_3d_model():
 
 
 def test_config_from_dict():
-    cfg = ModelConfig.from_dict({"num_prototypes": 50, "fine_steps": {"low": 4}})
+    from mlfo.config import build
+
+    cfg = build(ModelConfig, {"num_prototypes": 50, "fine_steps": {"low": 4}}, where="model")
     assert cfg.num_prototypes == 50 and cfg.fine_steps == {"low": 4, "mid": 4, "high": 2}
     torch.manual_seed(0)
     out = MLFOModel(build_backbone("r3d_small"), cfg)(make_clips())
     assert out.fine["low"].shape == (3, B, 4, 128) and out.proto_scores.shape == (3, B, 50)
-    with pytest.raises(MLFOError, match=r"^model\.protos: unknown setting"):
-        ModelConfig.from_dict({"protos": 3})
+    with pytest.raises(MLFOError, match=r"^model\.protos: unknown key"):
+        build(ModelConfig, {"protos": 3}, where="model")
     with pytest.raises(MLFOError, match=r"^model\.fine_steps:"):
-        ModelConfig.from_dict({"fine_steps": {"low": 0}})
+        build(ModelConfig, {"fine_steps": {"low": 0}}, where="model")
 
 
 def test_too_short_clips_for_the_fine_steps_are_refused():

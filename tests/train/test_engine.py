@@ -18,7 +18,7 @@ import mlfo
 from mlfo.cli import main
 from mlfo.errors import MLFOError
 from mlfo.train.checkpoint import load_checkpoint
-from mlfo.train.engine import pretrain
+from mlfo.train.pretrain import pretrain
 from mlfo.train.metrics_log import read_metrics
 from train_helpers import mlfo_command, subprocess_env, tiny_config, tiny_overrides
 
@@ -54,7 +54,7 @@ def test_run_writes_checkpoints_metrics_and_config(reference_run):
     ckpt = load_checkpoint(reference_run / "last.pt")
     assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"]) == (2, 0, STEPS)
     assert ckpt["config"]["model"]["num_prototypes"] == 8 and len(ckpt["rng"]) == 1
-    assert ckpt["objective"]["queue.count"] > 0  # the prototype queue is saved
+    assert ckpt["method"]["objective.queue.count"] > 0  # the prototype queue is saved
 
 
 def test_sigkill_then_resume_reproduces_the_loss_trajectory(tiny_data, reference_run, tmp_path):
@@ -179,9 +179,9 @@ def test_export_and_load_encoder_round_trip(reference_run, tmp_path, capsys):
     assert set(payload) == {"arch", "state_dict", "source"}
     assert payload["arch"]["name"] == "r3d_small" and payload["arch"]["widths"] == [8, 16, 16, 32]
     assert "stem.0.weight" in payload["state_dict"] and "layer4.1.conv2.1.running_var" in payload["state_dict"]
-    trained = load_checkpoint(ckpt)["model"]
+    trained = load_checkpoint(ckpt)["method"]
     for key, value in payload["state_dict"].items():
-        assert torch.equal(value, trained[f"backbone.{key}"]), key
+        assert torch.equal(value, trained[f"model.backbone.{key}"]), key
     from_export, from_ckpt = mlfo.load_encoder(exported), mlfo.load_encoder(ckpt)
     assert not from_export.training
     x = torch.randn(2, 3, 4, 32, 32)

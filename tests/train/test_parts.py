@@ -16,7 +16,8 @@ from mlfo.train.checkpoint import (
     load_checkpoint,
     prune_epoch_checkpoints,
 )
-from mlfo.train.engine import ResumableDistributedSampler, learning_rate
+from mlfo.data.loading import ResumableDistributedSampler
+from mlfo.train.engine import learning_rate
 from mlfo.train.metrics_log import read_metrics, truncate_metrics
 from mlfo.train.seeding import derive_seed, get_rng_state, set_rng_state
 
@@ -53,18 +54,42 @@ def test_start_skips_consumed_samples():
     sampler = ResumableDistributedSampler(list(range(20)), num_replicas=2, rank=1, seed=0)
     sampler.set_epoch(3)
     full = list(sampler)
-    sampler.set_start(4)
+    sampler.set_start(8)  # 8 samples of the global order consumed: 4 of this rank's
     assert list(sampler) == full[4:] and len(sampler) == len(full) - 4
+
+
+@pytest.mark.parametrize("layout", [(1, 3), (3, 2), (2, 5)])
+def test_a_new_layout_continues_at_the_exact_next_sample(layout):
+    """Resume after 3 steps of 2 ranks x 2 videos with another world size / batch size:
+    the new ranks' batches continue the one global order where the old run stopped."""
+    data = list(range(29))
+    single = ResumableDistributedSampler(data, num_replicas=1, rank=0, seed=7)
+    single.set_epoch(2)
+    order = [i for _, i in single]
+    consumed = 3 * 2 * 2
+    world, local = layout
+    ranks = [ResumableDistributedSampler(data, num_replicas=world, rank=r, seed=7) for r in range(world)]
+    for s in ranks:
+        s.set_epoch(2)
+        s.set_start(consumed)
+    per_rank = [batches(s, local) for s in ranks]
+    assert len({len(b) for b in per_rank}) == 1  # every rank takes as many steps
+    for step in range(len(per_rank[0])):
+        begin = consumed + step * world * local
+        assert sorted(i for b in per_rank for i in b[step]) == sorted(order[begin : begin + world * local])
 
 
 def test_learning_rate_schedules():
     cfg = load_config("demo_cpu", ["optim.lr=1.0", "optim.lr_decay_epochs=[2, 4]", "train.epochs=6"])
-    assert [learning_rate(cfg, e) for e in (0, 1.99, 2, 3.5, 4, 5.9)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [learning_rate(cfg, e, 10) for e in (0, 1.99, 2, 3.5, 4, 5.9)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     cfg = load_config("demo_cpu", ["optim.lr=1.0", "optim.schedule=cosine", "optim.warmup_epochs=1", "train.epochs=5"])
-    assert learning_rate(cfg, 0.5) == pytest.approx(0.5)
-    assert learning_rate(cfg, 1.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 3.0) == pytest.approx(0.5)
-    assert learning_rate(cfg, 5.0) == pytest.approx(0.0, abs=1e-12)
+    # Warmup: the step at progress p of an epoch of 4 steps gets (p + 1/4) / 1 of the rate,
+    # so the first step already moves and the last warmup step reaches the full rate.
+    assert learning_rate(cfg, 0.0, 4) == pytest.approx(0.25)
+    assert learning_rate(cfg, 0.75, 4) == pytest.approx(1.0)
+    assert learning_rate(cfg, 1.0, 4) == pytest.approx(1.0)
+    assert learning_rate(cfg, 3.0, 4) == pytest.approx(0.5)
+    assert learning_rate(cfg, 5.0, 4) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_atomic_save_keep_k_and_resume_lookup(tmp_path):

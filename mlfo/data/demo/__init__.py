@@ -17,9 +17,9 @@ One module per part: ``classes`` (what each class is), ``render`` (frames),
 """
 
 from mlfo.data.demo.classes import CLASS_NAMES, CLASSES, DemoClass
-from mlfo.data.demo.dataset import demo_summary, generate_demo_dataset
+from mlfo.data.demo.dataset import demo_summary, ensure_demo_source, generate_demo_dataset
 from mlfo.data.demo.encode import write_mp4
 from mlfo.data.demo.render import render_demo_video, texture_pool
 
-__all__ = ["CLASSES", "CLASS_NAMES", "DemoClass", "demo_summary", "generate_demo_dataset",
+__all__ = ["CLASSES", "CLASS_NAMES", "DemoClass", "demo_summary", "ensure_demo_source", "generate_demo_dataset",
            "render_demo_video", "texture_pool", "write_mp4"]

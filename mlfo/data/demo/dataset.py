@@ -11,6 +11,7 @@ import csv
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -188,3 +189,13 @@ def demo_summary(out_dir: str | os.PathLike) -> str:
         lines.append(f"  {c['name']:<{width}}  {c['group']:<10}  {n['train']:>5}  {n['test']:>4}  {c['description']}")
     lines += ["", f"  files: {out / 'all.csv'}, {out / 'train.csv'}, {out / 'test.csv'}, {out / 'classes.json'}"]
     return "\n".join(lines)
+
+
+def ensure_demo_source(train: str | os.PathLike) -> None:
+    """Write the demo dataset into the folder of ``train`` when that CSV is missing, so that
+    the demo preset runs on a fresh clone (``data.generate_demo``)."""
+    source = Path(train)
+    if source.exists():
+        return
+    print(f"mlfo: writing the demo dataset to {source.parent} ...", file=sys.stderr, flush=True)
+    generate_demo_dataset(source.parent, seed=0)

@@ -1,0 +1,151 @@
+"""The pretraining configuration: one dataclass per concern, and the checks that need
+more than a type (ranges and combinations).
+
+The model and objective sections are the dataclasses their own modules define
+(``mlfo.models.ModelConfig``, ``mlfo.losses.objective.ObjectiveConfig``), so a switch
+added there is configurable here with no extra code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mlfo.errors import MLFOError
+from mlfo.losses.objective import ObjectiveConfig
+from mlfo.models import ModelConfig
+
+
+@dataclass
+class BackboneConfig:
+    """Arguments of ``mlfo.models.build_backbone``."""
+
+    name: Literal["r3d_18", "r2plus1d_18", "r3d_small"] = "r3d_18"
+    stem: Literal["reference", "torchvision"] = "reference"
+    widths: list[int] | None = None  # None: the architecture's own widths
+
+
+@dataclass
+class DataConfig:
+    """Where the training videos are and how clips are cut from them."""
+
+    train: str = ""  # a CSV, a folder of videos, or a UCF101/HMDB51 root
+    fmt: Literal["auto", "folder", "csv", "ucf101", "hmdb51"] = "auto"
+    split: int = 1
+    split_dir: str | None = None
+    backend: Literal["auto", "pyav", "frames", "torchcodec"] = "auto"
+    # Write the built-in demo dataset into the folder of ``train`` when that CSV is missing,
+    # so that the demo preset runs on a fresh clone.
+    generate_demo: bool = False
+    clip_len: int = 16  # T frames per clip
+    r_max: int = 3  # largest frame-rate step of the three-clip sampler
+    crop_size: int = 112
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    color_augment: bool = True  # grayscale + colour jitter on the training device
+    per_frame_color: bool = True  # reference: colour/grayscale drawn per frame
+    # Colour augmentation strengths (defaults: the reference). Milder values suit data
+    # whose colours carry no class information and would otherwise be learned first.
+    color_p_gray: float = 0.5  # probability of "grayscale" (one random channel copied)
+    color_strength: float = 0.5  # brightness / contrast / saturation factors in 1 +- this
+    color_hue: float = 0.25  # hue shift in +- this (fraction of a turn)
+    batch_size: int = 64  # videos per process (x3 clips)
+    num_workers: int = 4
+    persistent_workers: bool = True
+    pin_memory: bool = True  # only used on GPU
+    prefetch_factor: int = 2
+
+
+@dataclass
+class OptimConfig:
+    """Adam with step decay, as the reference; warmup and cosine are extra options."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [70])
+    lr_decay_factor: float = 0.1
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class CheckpointConfig:
+    """``last.pt`` every epoch (and every ``every_steps`` steps if > 0), ``epoch_NNNN.pt``
+    every ``every_epochs`` epochs, of which the newest ``keep`` stay (0 keeps all)."""
+
+    every_steps: int = 0
+    every_epochs: int = 10
+    keep: int = 3
+
+
+@dataclass
+class TrainConfig:
+    """The run itself: length, device, speed switches, logging."""
+
+    epochs: int = 100
+    seed: int = 0
+    out_dir: str = "runs/pretrain"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "bf16", "fp16"] = "off"  # GPU only
+    channels_last: bool = False  # channels_last_3d memory format (GPU speed-up)
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # SyncBatchNorm across processes (GPU only)
+    # BatchNorm layers use their running statistics and do not update them: makes a
+    # multi-process run equal to a single-process one; also for tiny per-GPU batches.
+    freeze_bn: bool = False
+    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    progress: bool = True  # tqdm bar on rank 0
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    """Everything ``mlfo pretrain`` needs; saved resolved beside every run and checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def validate(cfg: Config) -> Config:
+    """Checks that need more than a type: ranges and combinations."""
+    positive = {
+        "data.clip_len": cfg.data.clip_len,
+        "data.crop_size": cfg.data.crop_size,
+        "data.batch_size": cfg.data.batch_size,
+        "data.r_max": cfg.data.r_max,
+        "train.epochs": cfg.train.epochs,
+        "data.prefetch_factor": cfg.data.prefetch_factor,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise MLFOError(f"{key}: must be at least 1, got {value}")
+    non_negative = {
+        "data.num_workers": cfg.data.num_workers,
+        "train.max_steps": cfg.train.max_steps,
+        "checkpoint.every_steps": cfg.checkpoint.every_steps,
+        "checkpoint.every_epochs": cfg.checkpoint.every_epochs,
+        "checkpoint.keep": cfg.checkpoint.keep,
+        "optim.weight_decay": cfg.optim.weight_decay,
+        "optim.warmup_epochs": cfg.optim.warmup_epochs,
+        "data.color_strength": cfg.data.color_strength,
+        "data.color_hue": cfg.data.color_hue,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise MLFOError(f"{key}: must not be negative, got {value}")
+    if not cfg.optim.lr > 0:
+        raise MLFOError(f"optim.lr: must be positive, got {cfg.optim.lr}")
+    if not 0 <= cfg.data.color_p_gray <= 1:
+        raise MLFOError(f"data.color_p_gray: must be in [0, 1], got {cfg.data.color_p_gray}")
+    low, high = cfg.data.crop_scale
+    if not 0 < low <= high <= 1:
+        raise MLFOError(f"data.crop_scale: need 0 < min <= max <= 1, got {cfg.data.crop_scale}")
+    if cfg.train.sync_bn and cfg.train.freeze_bn:
+        raise MLFOError("train.sync_bn: cannot be combined with train.freeze_bn")
+    return cfg

@@ -1,0 +1,191 @@
+"""The evaluation API: what ``mlfo extract`` / ``mlfo eval ...`` / ``mlfo report`` run, as
+functions (``mlfo.eval.extract_features``, ``evaluate_knn``, ...). ``mlfo demo`` and the
+benchmarks call these too. Every evaluation writes an eval card and returns the cards.
+
+    import mlfo.eval as ev
+    ev.extract_features("runs/demo/last.pt", "demo_data", "feats/demo", baselines=["random"])
+    ev.evaluate_knn("feats/demo", ev.KnnConfig(k=10))
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlfo.data.splits import EvalData
+from mlfo.errors import MLFOError
+from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
+from mlfo.eval.cards import make_card, print_cards, write_card
+from mlfo.eval.encoders import resolve_baselines, resolve_encoder
+from mlfo.eval.extract import write_features
+from mlfo.eval.features import BASELINES_DIR, FeatureRoot, discover_roots, split_names
+from mlfo.eval.finetune import FinetuneConfig, finetune
+from mlfo.eval.knn import KnnConfig, topk_accuracy
+from mlfo.eval.plots import confusion_matrix_plot
+from mlfo.eval.linear import LinearProbeConfig
+from mlfo.eval.protocols import evaluate_roots, knn_split, linear_split, retrieval_split
+from mlfo.eval.report import write_report
+from mlfo.eval.retrieval import RetrievalConfig
+from mlfo.eval.views import ViewConfig
+
+
+def _encoders(checkpoint: str, baselines: Sequence[str], arch: str | None, seed: int, name: str | None):
+    main = resolve_encoder(checkpoint, arch=arch, seed=seed, name=name)
+    return main, resolve_baselines(baselines, main, seed=seed)
+
+
+def extract_features(
+    checkpoint: str,
+    data: str,
+    out: str | os.PathLike,
+    views: ViewConfig | None = None,
+    data_cfg: EvalData | None = None,
+    *,
+    baselines: Sequence[str] = (),
+    arch: str | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    levels: bool = False,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, list[Path]]:
+    """Features of ``checkpoint`` (a checkpoint or encoder file, ``torchvision:PATH`` or
+    ``random``) and of each baseline (``random``, ``torchvision:PATH``) on ``data``, written
+    under ``out``; returns encoder key -> feature folders."""
+    views, data_cfg = views or ViewConfig(), data_cfg or EvalData()
+    main, others = _encoders(checkpoint, baselines, arch, seed, name)
+    parts, classes, groups, dropped = data_cfg.resolve(data, progress=progress)
+    return write_features(main, others, parts, classes, groups, dropped, out, views, levels=levels,
+                          batch_size=batch_size, num_workers=workers, device=device,
+                          backend=data_cfg.backend, progress=progress)
+
+
+def feature_roots(features: str | os.PathLike | None = None, *, train: str | None = None,
+                  test: str | None = None, split: str | None = None, baselines: bool = True,
+                  out: str | os.PathLike | None = None) -> list[FeatureRoot]:
+    """The encoder roots to evaluate: ``features`` (with its baselines), or one train/test pair."""
+    if train or test:
+        if not (train and test) or features:
+            raise MLFOError("--train/--test: give both, and no FEATURES folder")
+        root = Path(out) if out else Path(test).parent
+        return [FeatureRoot(root, {"": (Path(train), Path(test))})]
+    if not features:
+        raise MLFOError("FEATURES: give the folder written by `mlfo extract` (or --train DIR --test DIR)")
+    return discover_roots(features, split_names(split), include_baselines=baselines)
+
+
+def _evaluate(task, label, split_fn, protocol, features, *, train=None, test=None, split=None, level="high",
+              baselines=True, out=None, plots=True) -> list[dict]:
+    roots = feature_roots(features, train=train, test=test, split=split, baselines=baselines, out=out)
+    card_dir = Path(out) if out and len(roots) == 1 else None
+    return evaluate_roots(task, label, roots, split_fn, protocol, level, card_dir, plot=plots)
+
+
+def evaluate_retrieval(features=None, cfg: RetrievalConfig | None = None, **where) -> list[dict]:
+    """R@k: test videos query train videos (cosine); ``where``: see ``feature_roots`` plus
+    ``level``, ``out``, ``plots``."""
+    cfg = cfg or RetrievalConfig()
+    label = "retrieval-center" if cfg.center else "retrieval"
+    return _evaluate("retrieval", label, lambda tr, te: retrieval_split(tr, te, cfg.ks, cfg.center),
+                     cfg.protocol(), features, **where)
+
+
+def evaluate_knn(features=None, cfg: KnnConfig | None = None, **where) -> list[dict]:
+    """Weighted kNN top-1 / top-5 of test videos among train videos."""
+    cfg = cfg or KnnConfig()
+    return _evaluate("knn", "knn", lambda tr, te: knn_split(tr, te, cfg.k, cfg.temperature, cfg.center),
+                     cfg.protocol(), features, **where)
+
+
+def evaluate_linear(features=None, cfg: LinearProbeConfig | None = None, **where) -> list[dict]:
+    """Linear probe on cached features, hyper-parameters chosen on a train hold-out."""
+    cfg = cfg or LinearProbeConfig()
+    return _evaluate("linear", "linear", lambda tr, te: linear_split(tr, te, cfg), cfg.protocol(), features, **where)
+
+
+def evaluate_finetune(
+    checkpoint: str,
+    data: str,
+    out: str | os.PathLike,
+    cfg: FinetuneConfig | None = None,
+    views: ViewConfig | None = None,
+    data_cfg: EvalData | None = None,
+    *,
+    baselines: Sequence[str] = (),
+    arch: str | None = None,
+    name: str | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+    plots: bool = True,
+) -> list[dict]:
+    """Fine-tune the encoder and each baseline on every split's train part, test once on its
+    test part; one card per encoder (``<out>/<label>.card.json``, baselines under
+    ``<out>/baselines/<key>``)."""
+    cfg, data_cfg = cfg or FinetuneConfig(), data_cfg or EvalData()
+    views = views or ViewConfig(clip_len=cfg.clip_len, frame_step=cfg.frame_step, crop_size=cfg.crop_size,
+                                resize=max(128, cfg.crop_size), crop_mode="three")
+    main, others = _encoders(checkpoint, baselines, arch, cfg.seed, name)
+    parts, classes, groups, _ = data_cfg.resolve(data, progress=progress)
+    out = Path(out)
+    label = "linear-e2e" if cfg.freeze_backbone else "finetune"
+    pairs = pair_parts(parts)
+    n_classes = num_classes(classes, np.array([r.label for p in parts for r in p.records]))
+    cards = []
+    for enc in [main] + others:
+        root = out if enc.key == "main" else out / BASELINES_DIR / enc.key
+        per_split, details, group_results = {}, {}, {}
+        for split, (train_part, test_part) in pairs.items():
+            run_dir = root / split if split else root
+            print(f"{label}: {enc.info['name']}{' ' + split if split else ''} -> {run_dir}")
+            backbone = copy.deepcopy(enc.module)  # every split starts from the same weights
+            res = finetune(backbone, train_part.records, test_part.records, n_classes, run_dir, cfg, views,
+                           resume=resume, backend=data_cfg.backend, progress=progress, encoder_info=enc.info)
+            key = split or "default"
+            per_split[key] = res.metrics
+            details[key] = {"history": res.history, "skipped_test": res.skipped_test,
+                            "n_train": len(train_part.records), "n_test": len(res.labels)}
+            masks = group_masks(res.labels, classes, groups)
+            group_results[key] = per_group(masks, lambda m: topk_accuracy(res.probabilities[m], res.labels[m]))
+            if plots:
+                confusion_matrix_plot(res.labels, res.probabilities.argmax(1),
+                                      classes or [str(i) for i in range(n_classes)],
+                                      run_dir / f"{label}_confusion.png",
+                                      title=f"{enc.info['name']}: {label} confusion (rows: true class)")
+        names = list(per_split)
+        protocol = dict(cfg.to_dict(), test_views=views.to_dict(),
+                        split=names[0] if len(names) == 1 else "mean of " + ", ".join(names),
+                        selection="none: the model after the last epoch is tested once",
+                        test="mean softmax over every view (clips x crops) of each test video")
+        card = make_card(label, enc.info, mean_dicts(list(per_split.values())), protocol,
+                         dict(next(iter(pairs.values()))[0].info),
+                         splits=per_split if len(names) > 1 else {},
+                         groups=mean_groups(list(group_results.values())),
+                         extra={"label": label, "training": details})
+        print(f"card: {write_card(card, root, label)}")
+        cards.append(card)
+    print_cards(cards)
+    return cards
+
+
+def pair_parts(parts) -> dict[str, tuple]:
+    """DataParts -> {split: (train part, test part)}; split "" when there are no official splits."""
+    by_split: dict[str, dict] = {}
+    for part in parts:
+        split, _, subset = part.subdir.rpartition("/")
+        by_split.setdefault(split, {})[subset] = part
+    missing = [s or "data" for s, d in by_split.items() if not ("train" in d and "test" in d)]
+    if missing:
+        raise MLFOError("finetune: needs a train and a test subset (data with train.csv + test.csv, or "
+                        f"--split-dir); missing for {', '.join(missing)}")
+    return {s: (d["train"], d["test"]) for s, d in by_split.items()}
+
+
+def report(directory: str | os.PathLike) -> Path:
+    """Every eval card under ``directory`` in one Markdown table (``directory/report.md``)."""
+    return write_report(directory)
