@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ class Encoder:
     module: nn.Module
     info: dict  # name, kind, checkpoint, sha256, arch, seed
     key: str = "main"  # "main" or the baseline folder name
+    trained_on: np.ndarray | None = None  # name digests of its pretraining videos (mlfo.data.provenance)
 
 
 def _arch_kwargs(arch: dict) -> dict:
@@ -47,20 +49,21 @@ def random_encoder(arch: dict | str, seed: int = 0) -> Encoder:
 
 
 def checkpoint_encoder(path: str | os.PathLike, kind: str = "checkpoint", name: str | None = None) -> Encoder:
-    """A pretraining checkpoint, an exported encoder or a torchvision state dict (``kind``
-    "torchvision" only changes the name shown in tables)."""
-    from mlfo.train.export import load_encoder
+    """A pretraining checkpoint, an exported encoder (.safetensors) or a plain tensor .pt
+    state dict (``kind`` "torchvision" only changes the name shown in tables)."""
+    from mlfo.train.export import build_encoder, read_encoder_file
 
     path = Path(path)
     if not path.is_file():
         raise MLFOError(f"{path}: no such checkpoint file")
-    module = load_encoder(path)
+    found = read_encoder_file(path)
+    module = build_encoder(found, str(path))
     if name is None:
         name = (f"torchvision {module.arch['name']} ({path.stem})" if kind == "torchvision"
                 else f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem)
     info = {"name": name, "kind": kind, "checkpoint": str(path.resolve()), "sha256": sha256_file(path),
             "arch": module.arch}
-    return Encoder(module, info, "torchvision-" + path.stem if kind == "torchvision" else "main")
+    return Encoder(module, info, "torchvision-" + path.stem if kind == "torchvision" else "main", found.trained_on)
 
 
 def resolve_encoder(spec: str, arch: str | None = None, seed: int = 0, name: str | None = None) -> Encoder:

@@ -1,21 +1,41 @@
 """Encoders for downstream use: export the bare backbone, load it back.
 
-An exported encoder is ``{"arch": backbone.arch, "state_dict": torchvision-named state
-dict, "source": where it came from}``: small, free of optimizer and head weights, and
-loadable by torchvision's ``r3d_18`` when the stem is torchvision's.
+An exported encoder is a safetensors file: the backbone's tensors under torchvision's
+names, and in the header metadata ``arch`` and ``source`` (JSON) plus ``trained_on``
+(``mlfo.data.provenance``). safetensors holds tensors and strings only, so reading a
+shared file cannot run code, and torchvision's ``r3d_18`` loads the tensors when the
+stem is torchvision's. ``load_encoder`` also reads pretraining checkpoints and plain
+tensor ``.pt`` files (``{"arch", "state_dict"}`` or a bare state dict), with
+``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from mlfo.data import provenance
 from mlfo.errors import MLFOError
 from mlfo.models import build_backbone, export_torchvision_state_dict, load_torchvision_state_dict
 from mlfo.models.torchvision_compat import infer_arch
 from mlfo.method import MLFOMethod
-from mlfo.train.checkpoint import atomic_torch_save, load_checkpoint
+from mlfo.train.checkpoint import atomic_write, load_checkpoint
+
+SUFFIX = ".safetensors"
+FORMAT = "mlfo-encoder/1"
+
+
+@dataclass
+class EncoderFile:
+    """What an encoder file holds, before a backbone is built from it."""
+
+    arch: dict
+    state: dict[str, torch.Tensor]  # torchvision names
+    trained_on: np.ndarray | None = None  # name digests of the pretraining videos, if recorded
 
 
 def is_pretrain_checkpoint(ckpt: dict) -> bool:
@@ -33,37 +53,98 @@ def _arch_kwargs(arch: dict) -> dict:
     return {k: arch[k] for k in keys if k in arch}
 
 
+def _trained_on(ckpt: dict) -> np.ndarray | None:
+    value = ckpt.get("trained_on")
+    return value.numpy().astype(np.int64) if isinstance(value, torch.Tensor) else None
+
+
+def export_path(out: str | Path) -> Path:
+    """``OUT`` as given when it ends in .safetensors, ``OUT.safetensors`` when it has no
+    suffix; another suffix (``encoder.pt``) is refused rather than silently renamed."""
+    out = Path(out)
+    if out.suffix == "":
+        return out.with_name(out.name + SUFFIX)
+    if out.suffix != SUFFIX:
+        raise MLFOError(f"{out}: an exported encoder is a safetensors file; name it "
+                        f"{out.with_suffix(SUFFIX).name}")
+    return out
+
+
 def export_encoder(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the encoder of a pretraining checkpoint to ``out`` (torchvision names)."""
+    """Write the encoder of a pretraining checkpoint to ``out`` (a .safetensors file)."""
+    from safetensors.torch import save
+
+    out = export_path(out)
     ckpt = load_checkpoint(checkpoint)
     if not is_pretrain_checkpoint(ckpt):
         raise MLFOError(f"{checkpoint}: not an mlfo pretraining checkpoint (no model / encoder_arch)")
+    if out.is_dir():
+        raise MLFOError(f"{out}: is a folder; give the encoder file's name")
     backbone = build_backbone(**_arch_kwargs(ckpt["encoder_arch"]))
     load_torchvision_state_dict(backbone, backbone_state_from_checkpoint(ckpt), strict=True, source=str(checkpoint))
-    payload = {
-        "arch": backbone.arch,
-        "state_dict": export_torchvision_state_dict(backbone),
-        "source": {
-            "checkpoint": str(Path(checkpoint).resolve()),
-            "epoch": ckpt.get("epoch"),
-            "step": ckpt.get("global_step", ckpt.get("step")),
-        },
-    }
-    return atomic_torch_save(payload, out)
+    source = {"checkpoint": str(Path(checkpoint).resolve()), "epoch": ckpt.get("epoch"),
+              "step": ckpt.get("global_step", ckpt.get("step"))}
+    metadata = {"format": FORMAT, "arch": json.dumps(backbone.arch), "source": json.dumps(source)}
+    trained_on = _trained_on(ckpt)
+    if trained_on is not None:
+        metadata["trained_on"] = provenance.to_text(trained_on)
+    tensors = {k: v.contiguous() for k, v in export_torchvision_state_dict(backbone).items()}
+    payload = save(tensors, metadata=metadata)
+    return atomic_write(out, lambda fh: fh.write(payload))
+
+
+def _is_safetensors(path: Path) -> bool:
+    """safetensors: an 8-byte header length, then a JSON header (a torch file is a zip)."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path, map_location) -> EncoderFile:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        state = load_file(str(path), device=str(map_location) if map_location is not None else "cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise MLFOError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    try:
+        arch = json.loads(metadata["arch"]) if "arch" in metadata else infer_arch(state, source=str(path))
+        trained_on = provenance.from_text(metadata["trained_on"]) if "trained_on" in metadata else None
+    except (ValueError, TypeError) as err:
+        raise MLFOError(f"{path}: unreadable mlfo metadata in the safetensors header ({err})") from None
+    if not isinstance(arch, dict):
+        raise MLFOError(f"{path}: the 'arch' metadata is not a JSON object")
+    return EncoderFile(arch, state, trained_on)
+
+
+def read_encoder_file(path: str | Path, map_location="cpu") -> EncoderFile:
+    """An encoder's architecture, tensors and pretraining record from any file it may be in."""
+    path = Path(path)
+    if not path.is_file():
+        raise MLFOError(f"{path}: encoder file not found")
+    if _is_safetensors(path):
+        return _read_safetensors(path, map_location)
+    obj = load_checkpoint(path, map_location=map_location)
+    if is_pretrain_checkpoint(obj):
+        return EncoderFile(obj["encoder_arch"], backbone_state_from_checkpoint(obj), _trained_on(obj))
+    if "arch" in obj and "state_dict" in obj and isinstance(obj["arch"], dict):
+        return EncoderFile(obj["arch"], obj["state_dict"], _trained_on(obj))
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return EncoderFile(infer_arch(obj, source=str(path)), obj)
+    raise MLFOError(f"{path}: neither an exported encoder nor an mlfo pretraining checkpoint")
+
+
+def build_encoder(enc: EncoderFile, source: str):
+    """A VideoResNet in eval mode holding ``enc``'s weights (every key must match)."""
+    backbone = build_backbone(**_arch_kwargs(enc.arch))
+    load_torchvision_state_dict(backbone, enc.state, strict=True, source=source)
+    return backbone.eval()
 
 
 def load_encoder(path: str | Path, map_location="cpu"):
-    """A VideoResNet in eval mode from an exported encoder, a pretraining checkpoint, or a
-    bare torchvision-named state dict (its architecture inferred from the shapes)."""
-    obj = load_checkpoint(path, map_location=map_location)
-    if is_pretrain_checkpoint(obj):
-        arch, state = obj["encoder_arch"], backbone_state_from_checkpoint(obj)
-    elif "arch" in obj and "state_dict" in obj:
-        arch, state = obj["arch"], obj["state_dict"]
-    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        arch, state = infer_arch(obj, source=str(path)), obj
-    else:
-        raise MLFOError(f"{path}: neither an exported encoder nor an mlfo pretraining checkpoint")
-    backbone = build_backbone(**_arch_kwargs(arch))
-    load_torchvision_state_dict(backbone, state, strict=True, source=str(path))
-    return backbone.eval()
+    """A VideoResNet in eval mode from an exported encoder (.safetensors), a pretraining
+    checkpoint, or a plain tensor .pt file (its architecture inferred from the shapes)."""
+    return build_encoder(read_encoder_file(path, map_location), str(path))

@@ -171,25 +171,52 @@ def test_non_finite_loss_stops_with_step_term_and_checkpoint(tiny_data, tmp_path
     assert len(read_metrics(out)) == 2
 
 
-def test_export_and_load_encoder_round_trip(reference_run, tmp_path, capsys):
+def test_export_and_load_encoder_round_trip(reference_run, tiny_data, tmp_path, capsys):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from mlfo.data.provenance import from_text, name_digests
+
     ckpt = reference_run / "last.pt"
-    exported = tmp_path / "encoder.pt"
+    exported = tmp_path / "encoder.safetensors"
     assert main(["export", str(ckpt), str(exported)]) == 0
-    payload = torch.load(exported, weights_only=False)
-    assert set(payload) == {"arch", "state_dict", "source"}
-    assert payload["arch"]["name"] == "r3d_small" and payload["arch"]["widths"] == [8, 16, 16, 32]
-    assert "stem.0.weight" in payload["state_dict"] and "layer4.1.conv2.1.running_var" in payload["state_dict"]
-    trained = load_checkpoint(ckpt)["method"]
-    for key, value in payload["state_dict"].items():
-        assert torch.equal(value, trained[f"model.backbone.{key}"]), key
-    from_export, from_ckpt = mlfo.load_encoder(exported), mlfo.load_encoder(ckpt)
+    tensors = load_file(exported)  # plain safetensors: tensors under torchvision names
+    with safe_open(str(exported), framework="pt") as fh:
+        meta = fh.metadata()
+    arch = json.loads(meta["arch"])
+    assert arch["name"] == "r3d_small" and arch["widths"] == [8, 16, 16, 32]
+    assert json.loads(meta["source"])["checkpoint"] == str(ckpt.resolve())
+    assert "stem.0.weight" in tensors and "layer4.1.conv2.1.running_var" in tensors
+    trained = load_checkpoint(ckpt)
+    assert set(tensors) == {k[len("model.backbone."):] for k in trained["method"] if k.startswith("model.backbone.")}
+    for key, value in tensors.items():
+        assert torch.equal(value, trained["method"][f"model.backbone.{key}"]), key
+    # The pretraining videos travel with the encoder: 22 training videos' name digests.
+    np.testing.assert_array_equal(from_text(meta["trained_on"]), trained["trained_on"].numpy())
+    rows = tiny_data.read_text().splitlines()[1:]
+    np.testing.assert_array_equal(trained["trained_on"].numpy(), name_digests(r.split(",")[0] for r in rows))
+    assert len(rows) == 22
+    # A plain tensor .pt (a bare torchvision state dict) loads too, its architecture inferred.
+    plain = tmp_path / "plain.pt"
+    torch.save(tensors, plain)
+    from_export, from_ckpt, from_plain = mlfo.load_encoder(exported), mlfo.load_encoder(ckpt), mlfo.load_encoder(plain)
     assert not from_export.training
     x = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
-        assert torch.equal(from_export(x), from_ckpt(x))
+        assert torch.equal(from_export(x), from_ckpt(x)) and torch.equal(from_plain(x), from_ckpt(x))
+    # No suffix: .safetensors is added; another suffix is refused (not silently renamed).
+    assert main(["export", str(ckpt), str(tmp_path / "bare")]) == 0 and (tmp_path / "bare.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["export", str(ckpt), str(tmp_path / "encoder.pt")]) == 2
+    assert "name it encoder.safetensors" in capsys.readouterr().err and not (tmp_path / "encoder.pt").exists()
     with pytest.raises(MLFOError, match="neither an exported encoder"):
         torch.save({"foo": 1}, tmp_path / "junk.pt")
         mlfo.load_encoder(tmp_path / "junk.pt")
+    (tmp_path / "cut.safetensors").write_bytes(exported.read_bytes()[:5000])
+    with pytest.raises(MLFOError, match="cut.safetensors: not a readable safetensors file"):
+        mlfo.load_encoder(tmp_path / "cut.safetensors")
     assert main(["export", str(tmp_path / "missing.pt"), str(exported)]) == 2
 
 
