@@ -10,6 +10,7 @@ examples:
   mlfo pretrain configs/ucf101_r3d18.yaml data.train=/data/UCF-101 data.split_dir=/data/ucfTrainTestlist
   mlfo pretrain demo_cpu --out runs/demo optim.lr=5e-4 train.epochs=2
   mlfo pretrain demo_cpu --out runs/demo --resume auto   # continue a killed run
+  mlfo pretrain demo_cpu --out runs/demo --overwrite     # start runs/demo again from scratch
   torchrun --nproc_per_node 4 -m mlfo.cli pretrain configs/kinetics400_r3d18.yaml data.train=/data/k400/train
 """
 
@@ -37,16 +38,20 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: train.out_dir of the config)")
     p.add_argument("--resume", metavar="auto|PATH",
                    help="'auto': continue from DIR/last.pt when it exists; or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a run folder that holds checkpoints (deletes them)")
     p.set_defaults(func=run_pretrain)
 
     e = subparsers.add_parser(
         "export",
         help=COMMANDS["export"],
-        description="Export the backbone of a pretraining checkpoint as {arch, state_dict, source}; "
+        description="Export the backbone of a pretraining checkpoint as a safetensors file "
+        "(torchvision parameter names; architecture, source and pretraining videos in the header); "
         "load it with mlfo.load_encoder(OUT).",
     )
     e.add_argument("checkpoint", metavar="CKPT")
-    e.add_argument("out", metavar="OUT")
+    e.add_argument("out", metavar="OUT", help="encoder file, e.g. encoder.safetensors (.safetensors is added "
+                   "when OUT has no suffix)")
     e.set_defaults(func=run_export)
 
     pl = subparsers.add_parser(
@@ -60,18 +65,20 @@ def register(subparsers) -> None:
 
 
 def _split_options(args) -> list[str]:
-    """Pull --out / --resume out of the overrides (given after the first override)."""
+    """Pull --out / --resume / --overwrite out of the overrides (given after the first override)."""
     late = argparse.ArgumentParser(prog="mlfo pretrain", add_help=False)
     late.add_argument("--out")
     late.add_argument("--resume")
+    late.add_argument("--overwrite", action="store_true")
     found, rest = late.parse_known_args(list(args.overrides))
     args.out = found.out or args.out
     args.resume = found.resume or args.resume
+    args.overwrite = found.overwrite or args.overwrite
     unknown = [r for r in rest if r.startswith("-")]
     if unknown:
         from mlfo.errors import MLFOError
 
-        raise MLFOError(f"{unknown[0]}: unknown option of mlfo pretrain (options: --out, --resume)")
+        raise MLFOError(f"{unknown[0]}: unknown option of mlfo pretrain (options: --out, --resume, --overwrite)")
     return rest
 
 
@@ -83,7 +90,7 @@ def run_pretrain(args) -> int:
     if args.out:
         overrides.append(f"train.out_dir={args.out}")
     cfg = load_config(args.config, overrides)
-    result = pretrain(cfg, resume=args.resume)
+    result = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     if result.last_checkpoint is not None and _is_main():
         print(f"mlfo: {result.global_step} steps, last checkpoint {result.last_checkpoint}")
     return 0

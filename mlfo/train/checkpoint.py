@@ -20,17 +20,19 @@ from mlfo.errors import MLFOError
 
 LAST = "last.pt"
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+_TEMP_FILE = re.compile(r"^\.(last|epoch_\d+)\.pt\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp: .<name>.XXXXXXXX.tmp
 
 
-def atomic_torch_save(obj, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
-    a run killed mid-write leaves the previous file intact, never a truncated one."""
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(binary file)`` on a temporary file in the same folder, fsync, then rename
+    over ``path``: a run killed mid-write leaves the previous file intact, never a
+    truncated one (and a ``.<name>.*.tmp`` that ``stale_temp_files`` finds)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -47,6 +49,17 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     except OSError:
         pass
     return path
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """``torch.save`` through ``atomic_write``."""
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def stale_temp_files(folder: str | Path) -> list[Path]:
+    """Temporary checkpoint files that killed ``atomic_write`` calls left in a run folder."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file() and _TEMP_FILE.match(p.name))
 
 
 def epoch_checkpoint_name(epoch: int) -> str:

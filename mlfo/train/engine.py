@@ -24,18 +24,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from mlfo.config import Config, diff_configs, save_config, to_dict
 from mlfo.data.loading import ResumableDistributedSampler, SkipLog, batch_size_of, build_loader
+from mlfo.data.provenance import name_digests
 from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier
 from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
+from mlfo.train import finite
 from mlfo.train.metrics_log import METRICS_FILE, MetricsLogger, truncate_metrics
 from mlfo.train.optim import build_optimizer, lr_factor
 from mlfo.train.seeding import derive_seed, get_rng_state, seed_everything, seed_worker, set_rng_state
+from mlfo.train.skip_report import report_unusable, write_skip_summary
 
 # Settings a resume may change without a word (where the run goes and how long it lasts).
 _RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress")
@@ -111,6 +115,7 @@ class Trainer:
         self.samples_in_epoch = 0  # global samples consumed in ``epoch`` (any layout)
         self.global_step = 0
         self.last_checkpoint: Path | None = None
+        self.good = finite.GoodCheckpoints()  # what a stop may name as the last good checkpoint
         self.skips = SkipLog(self.records, where=f" (rank {ctx.rank})")
 
     # -- building ---------------------------------------------------------------------
@@ -122,10 +127,9 @@ class Trainer:
         d, ctx = self.cfg.data, self.ctx
         if not d.train:
             raise MLFOError("data.train: no training data given (a CSV, a folder of videos or a dataset root)")
-        if d.generate_demo:
-            if ctx.is_main:
-                ensure_demo_source(d.train)
-            barrier(ctx)
+        if ctx.is_main:
+            ensure_demo_source(d.train, generate=d.generate_demo)
+        barrier(ctx)
 
         def load():
             return load_index(d.train, fmt=d.fmt, split=d.split, subset="train", split_dir=d.split_dir,
@@ -138,10 +142,9 @@ class Trainer:
             index = load()
         min_frames = self.method.min_frames
         self.records = index.usable(min_frames=min_frames)
-        unusable = len(index.records) - len(self.records)
-        if ctx.is_main and unusable:
-            print(f"mlfo: {unusable} of {len(index.records)} videos unusable (unreadable or "
-                  f"at most {min_frames} frames); see `mlfo data scan {d.train}`", file=sys.stderr)
+        if ctx.is_main:
+            report_unusable(index, min_frames, self.out_dir, d.train)
+        self.trained_on = name_digests(r.path for r in self.records)  # (N,) int64, mlfo.data.provenance
         global_batch = d.batch_size * ctx.world_size
         if len(self.records) < global_batch:
             raise MLFOError(f"data.batch_size: {d.batch_size} videos x {ctx.world_size} process(es) "
@@ -193,6 +196,7 @@ class Trainer:
                         "batch_size": self.cfg.data.batch_size, "world_size": self.ctx.world_size},
             "rng": rng_states,  # list indexed by rank
             "world_size": self.ctx.world_size,
+            "trained_on": torch.from_numpy(self.trained_on),  # digests of the training videos' names
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -218,6 +222,9 @@ class Trainer:
                   f"{state.get('world_size')}: random states start fresh", file=sys.stderr)
 
     def save(self, name: str) -> Path:
+        """Write a checkpoint of a finite state; a non-finite one stops the run unsaved."""
+        self._stop_if_nonfinite(finite.training_state(self.method, self.optimizer), f"state, not saved as {name}",
+                                f"step {self.global_step}")
         state = self.state_dict()  # every rank takes part (RNG gather)
         path = self.out_dir / name
         if self.ctx.is_main:
@@ -225,6 +232,7 @@ class Trainer:
         barrier(self.ctx)
         if name == ckpt_io.LAST:
             self.last_checkpoint = path
+        self.good.saved(path, self.global_step)
         return path
 
     def resume(self, path: str | Path) -> None:
@@ -236,10 +244,20 @@ class Trainer:
         if changed and self.ctx.is_main:
             print(f"mlfo: resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
         self.load_state_dict(state, path)
+        if isinstance(state.get("trained_on"), torch.Tensor):  # a resume may bring new videos
+            self.trained_on = np.union1d(self.trained_on, state["trained_on"].numpy()).astype(np.int64)
         self.last_checkpoint = path
+        self.good.saved(path, self.global_step)
         if self.ctx.is_main:
             truncate_metrics(self.out_dir / METRICS_FILE, self.global_step)
             print(f"mlfo: resumed from {path} at epoch {self.epoch}, step {self.global_step}", file=sys.stderr)
+
+    def _stop_if_nonfinite(self, named, what: str, where: str) -> None:
+        """Raise on every rank when any rank holds a non-finite tensor among ``named``."""
+        bad = finite.nonfinite(named)
+        if all_reduce_min(self.ctx, int(not bad)) == 0:
+            raise MLFOError(f"{where}: non-finite {what} ({finite.describe(bad) or 'on another rank'}); "
+                            f"last good checkpoint: {self.good.describe()}")
 
     # -- one step -------------------------------------------------------------------------
 
@@ -274,16 +292,18 @@ class Trainer:
         loss, logs = self._global_mean(float(total.detach()), logs, n_local)
         if not math.isfinite(loss):
             bad = [k for k, v in logs.items() if not math.isfinite(v) and k != "loss/total"]
-            where = self.last_checkpoint or "none yet"
             raise MLFOError(
                 f"step {self.global_step + 1} (epoch {epoch}): non-finite loss "
-                f"({', '.join(bad) or 'total'}); last good checkpoint: {where}"
+                f"({', '.join(bad) or 'total'}); last good checkpoint: {self.good.describe()}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.method.before_optimizer_step(epoch)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self._stop_if_nonfinite(finite.norm_statistics(self.method), "BatchNorm statistics",
+                                f"step {self.global_step + 1} (epoch {epoch})")
+        self.good.step_passed()  # the checkpoints written before this step led to a finite one
         row = {} if "loss/total" in logs else {"loss": loss}
         row.update(logs)
         row["lr"] = lr
@@ -300,12 +320,15 @@ class Trainer:
             raise MLFOError(f"data.batch_size: {cfg.data.batch_size} leaves no full batch per process")
         if resume:
             self.resume(resume)
+        elif ctx.is_main:
+            truncate_metrics(self.out_dir / METRICS_FILE, 0)  # a fresh start: no lines of an earlier one
         if ctx.is_main:
             print(f"mlfo: pretraining {cfg.backbone.name} on {len(self.records)} videos: "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.train.epochs} epochs, "
                   f"{cfg.data.batch_size} x {ctx.world_size} videos/step on {ctx.world_size} process(es) "
                   f"({self.device.type}); run folder {self.out_dir}", file=sys.stderr, flush=True)
-        logger = MetricsLogger(self.out_dir if ctx.is_main else None, tensorboard=cfg.train.tensorboard)
+        logger = MetricsLogger(self.out_dir if ctx.is_main else None, tensorboard=cfg.train.tensorboard,
+                               purge_step=self.global_step + 1)  # TensorBoard drops events after the resume point
         self.forward_model.train()
         if cfg.train.freeze_bn:
             _set_frozen_bn(self.method)
@@ -360,13 +383,5 @@ class Trainer:
             logger.close()
         skipped = sorted({p for paths in all_gather_objects(ctx, self.skips.paths) for p in paths})
         if ctx.is_main:
-            self._write_skip_summary(skipped)
+            write_skip_summary(self.out_dir, skipped)
         return TrainResult(self.out_dir, self.last_checkpoint, self.global_step, self.epoch, skipped)
-
-    def _write_skip_summary(self, skipped: list[str]) -> None:
-        if not skipped:
-            return
-        (self.out_dir / "skipped_videos.txt").write_text("".join(p + "\n" for p in skipped))
-        shown = "\n  ".join(skipped[:20]) + (f"\n  ... ({len(skipped) - 20} more)" if len(skipped) > 20 else "")
-        print(f"mlfo: skipped {len(skipped)} unreadable video(s) during training "
-              f"(list in {self.out_dir / 'skipped_videos.txt'}):\n  {shown}", file=sys.stderr)

@@ -44,7 +44,9 @@ def truncate_metrics(path: str | Path, last_step: int) -> None:
 class MetricsLogger:
     """Appends JSON lines and TensorBoard scalars; a no-op object on non-main ranks."""
 
-    def __init__(self, out_dir: str | Path | None, tensorboard: bool = True):
+    def __init__(self, out_dir: str | Path | None, tensorboard: bool = True, purge_step: int | None = None):
+        """``purge_step``: TensorBoard discards the folder's events from this step on (a
+        resumed run logs them again)."""
         self.enabled = out_dir is not None
         self.writer = None
         self.file = None
@@ -56,7 +58,7 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+            self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"), purge_step=purge_step)
 
     def log(self, row: dict) -> None:
         if not self.enabled:

@@ -10,15 +10,19 @@ from mlfo.distributed import init_distributed, teardown
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainResult
+from mlfo.train.run_folder import claim_run_folder
 
 
-def pretrain(cfg: Config, resume: str | None = None) -> TrainResult:
+def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) -> TrainResult:
     """Run pretraining; ``resume``: None, ``"auto"`` (``out_dir/last.pt`` if present) or a
-    checkpoint path."""
+    checkpoint path; ``overwrite``: start again in a folder that holds a run. Rank 0 owns
+    the run folder for the whole run (``mlfo.train.run_folder``)."""
     ctx = init_distributed(cfg.train.device)
-    trainer = None
+    trainer = folder = None
     ok = False
     try:
+        if ctx.is_main:
+            folder = claim_run_folder(cfg.train.out_dir, resume, overwrite)
         resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
         trainer = Trainer(cfg, ctx, MLFOMethod)
         result = trainer.fit(resume_path)
@@ -27,6 +31,8 @@ def pretrain(cfg: Config, resume: str | None = None) -> TrainResult:
     finally:
         # Drop the DDP reducer and its buffers before leaving the group (see teardown).
         del trainer
+        if folder is not None:
+            folder.release()
         if ok:
             teardown(ctx)
         elif ctx.distributed and dist.is_initialized():

@@ -121,8 +121,7 @@ def summarize(index: VideoIndex, min_frames: int = 32) -> str:
     short = [r for r in ok if r.num_frames <= min_frames]
     usable = len(ok) - len(short)
     lines.append(f"usable: {usable} (status ok and more than {min_frames} frames)")
-    problems = [(r.path, r.status) for r in records if r.status != "ok"]
-    problems += [(r.path, f"too short: {r.num_frames} frames <= {min_frames}") for r in short]
+    problems = index.problems(min_frames)
     if problems:
         lines.append(f"problems ({len(problems)}):")
         lines += [f"  {path}: {status}" for path, status in problems]

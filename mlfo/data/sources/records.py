@@ -32,3 +32,9 @@ class VideoIndex:
     def usable(self, min_frames: int = 0) -> list[VideoRecord]:
         """Records that decode and have more than ``min_frames`` frames."""
         return [r for r in self.records if r.status == "ok" and r.num_frames > min_frames]
+
+    def problems(self, min_frames: int = 0) -> list[tuple[str, str]]:
+        """(path, reason) of every record ``usable(min_frames)`` leaves out."""
+        found = [(r.path, r.status) for r in self.records if r.status != "ok"]
+        return found + [(r.path, f"too short: {r.num_frames} frames <= {min_frames}")
+                        for r in self.records if r.status == "ok" and r.num_frames <= min_frames]

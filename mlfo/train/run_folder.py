@@ -1,0 +1,130 @@
+"""One owner per run folder: an exclusive lock for the run's life, and the rules for
+starting in a folder that already holds a run.
+
+The lock is ``flock`` on ``OUT/.mlfo.lock``. The kernel drops it when its process dies,
+so a killed run leaves no lock behind; the file keeps the holder's PID and host for the
+message that refuses a second run. Under torchrun only rank 0 takes it (the ranks of
+one job share the folder by design).
+
+A folder that holds checkpoints is resumed only with ``--resume auto|PATH`` and started
+again only with ``--overwrite`` (which deletes the old run's checkpoints and lists);
+otherwise the run is refused before anything is written. Temporary files of checkpoint
+writes that were killed are removed once the lock is held.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import sys
+from pathlib import Path
+
+from mlfo.errors import MLFOError
+from mlfo.train import checkpoint as ckpt_io
+
+LOCK_FILE = ".mlfo.lock"
+# What a run writes besides checkpoints and metrics; --overwrite deletes these with them.
+RUN_LISTS = ("skipped_videos.txt", "unusable_videos.txt", "metrics.png")
+
+
+class RunFolder:
+    """A run folder this process owns until ``release()`` (or its exit)."""
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _holder(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 200).decode(errors="replace").split()
+    return f"PID {text[0]} on {text[1]}" if len(text) >= 2 else "PID unknown"
+
+
+def _lock(out: Path) -> int | None:
+    try:
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise MLFOError(f"{out}: run folder not writable ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            holder = _holder(fd)
+            os.close(fd)
+            raise MLFOError(f"{out}: in use by another mlfo run ({holder}); wait for it to end "
+                            "or choose another --out") from None
+        # e.g. a file system mounted without lock support: run, but say what is not guarded
+        print(f"mlfo: {out / LOCK_FILE}: cannot lock ({err.strerror}); a second run on this "
+              "folder would not be stopped", file=sys.stderr)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    except OSError as err:
+        os.close(fd)
+        raise MLFOError(f"{out}: run folder not writable ({err.strerror})") from None
+    return fd
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    last = [out / ckpt_io.LAST] if (out / ckpt_io.LAST).is_file() else []
+    return last + sorted(out.glob("epoch_*.pt"))
+
+
+def _check_start(out: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse a start that would silently reset or mix with the run already in ``out``."""
+    resuming = bool(resume) and resume != "never"
+    if overwrite and resuming:
+        raise MLFOError("--overwrite: starts from scratch, --resume continues; give one of them")
+    found = _checkpoints(out)
+    if not found or overwrite:
+        return
+    if not resuming:
+        raise MLFOError(f"{out}: holds a run ({found[0].name}); add --resume auto to continue it "
+                        "or --overwrite to start again")
+    if resume == "auto" and not (out / ckpt_io.LAST).is_file():
+        raise MLFOError(f"{out}: holds {found[-1].name} but no {ckpt_io.LAST}; resume one with "
+                        f"--resume {found[-1]} or start again with --overwrite")
+
+
+def _clear(out: Path, overwrite: bool) -> None:
+    stale = ckpt_io.stale_temp_files(out)
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        print(f"mlfo: removed {len(stale)} temporary file(s) of killed checkpoint writes in {out}",
+              file=sys.stderr)
+    if overwrite:
+        old = _checkpoints(out) + [out / n for n in RUN_LISTS if (out / n).is_file()]
+        for p in old:
+            p.unlink()
+        if old:
+            print(f"mlfo: --overwrite: deleted {', '.join(p.name for p in old)} of the previous run in {out}",
+                  file=sys.stderr)
+
+
+def claim_run_folder(out_dir: str | Path, resume: str | None = None, overwrite: bool = False) -> RunFolder:
+    """Create (if needed) and lock ``out_dir``, check the start against what it holds and
+    remove leftovers of killed writes. Raises MLFOError with one line when it cannot."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MLFOError(f"{out}: the run folder (--out, train.out_dir) is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MLFOError(f"{out}: cannot create the run folder ({err.strerror})") from None
+    fd = _lock(out)
+    try:
+        _check_start(out, resume, overwrite)
+        _clear(out, overwrite)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    return RunFolder(out, fd)
