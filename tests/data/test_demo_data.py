@@ -78,6 +78,26 @@ def test_existing_dataset_is_reused_unless_overwrite(small_demo):
     assert video.stat().st_mtime_ns != before
 
 
+def test_never_writes_into_a_folder_of_other_files_or_over_another_dataset(small_demo, tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "train.csv").write_bytes(b"path,label\nclip.avi,jump\n")  # a user's list, same name as ours
+    for force in (False, True):
+        with pytest.raises(MLFOError, match="holds files that are not the demo dataset"):
+            generate_demo_dataset(user, seed=3, classes=SOME, overwrite=force, **SMALL)
+    assert [p.name for p in user.iterdir()] == ["train.csv"]
+    assert (user / "train.csv").read_bytes() == b"path,label\nclip.avi,jump\n"
+    before = {p: p.read_bytes() for p in small_demo.rglob("*") if p.is_file()}
+    with pytest.raises(MLFOError, match="holds a demo dataset made with other settings"):
+        generate_demo_dataset(small_demo, seed=4, classes=SOME, **SMALL)
+    assert {p: p.read_bytes() for p in small_demo.rglob("*") if p.is_file()} == before
+    # The videos of a killed generation are its own: a rerun completes it.
+    partial = tmp_path / "partial"
+    (partial / "videos").mkdir(parents=True)
+    (partial / "videos" / "ring_000.mp4").write_bytes(b"cut short")
+    assert (generate_demo_dataset(partial, seed=3, classes=SOME, **SMALL) / "train.csv").is_file()
+
+
 def test_reversed_class_plays_backwards_and_motion_classes_move():
     # "fall": objects accelerate downward, so the frame-to-frame change grows within a fall;
     # the reversed class is its mirror image in time.

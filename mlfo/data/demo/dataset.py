@@ -11,6 +11,7 @@ import csv
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -77,6 +78,34 @@ def _is_complete(out_dir: Path, params: dict) -> bool:
     return len(rows) == expected and all((out_dir / r["path"]).is_file() for r in rows)
 
 
+_OWN_FILES = {"all.csv", "train.csv", "test.csv", "classes.json"}
+_OWN_VIDEO = re.compile(r"^(%s)_\d{3}\.mp4$" % "|".join(map(re.escape, CLASS_NAMES)))
+
+
+def _check_folder_is_ours(out: Path, overwrite: bool) -> None:
+    """Refuse to write into a folder holding anything but the demo dataset (or the videos
+    of a generation that was killed), and over another demo dataset unless ``overwrite``."""
+    if not out.is_dir():
+        return
+    foreign = [p.name for p in out.iterdir() if p.name not in _OWN_FILES | {"videos"}]
+    if (out / "videos").is_dir():
+        foreign += [f"videos/{p.name}" for p in (out / "videos").iterdir() if not _OWN_VIDEO.match(p.name)]
+    lists = sorted(n for n in _OWN_FILES if (out / n).exists())
+    try:
+        meta = json.loads((out / "classes.json").read_text())
+        demo_meta = isinstance(meta, dict) and "params" in meta
+    except (OSError, ValueError, TypeError):
+        demo_meta = False
+    if lists and not demo_meta:
+        foreign += lists  # a train.csv / classes.json that the demo generator did not write
+    if foreign:
+        raise MLFOError(f"{out}: holds files that are not the demo dataset ({', '.join(sorted(foreign)[:3])}); "
+                        "the demo dataset is written only into an absent or empty folder, or over itself")
+    if lists and not overwrite:
+        raise MLFOError(f"{out}: holds a demo dataset made with other settings; give another folder, "
+                        "or replace it with --force (mlfo demo-data)")
+
+
 def generate_demo_dataset(
     out_dir: str | os.PathLike,
     seed: int = 0,
@@ -99,7 +128,9 @@ def generate_demo_dataset(
     (``path,n_frames,label``, paths relative to ``out_dir``, split stratified by class:
     the first ``round(train_fraction * videos_per_class)`` videos of each class train)
     and ``classes.json``. A folder already holding the same dataset (same parameters)
-    is reused as is unless ``overwrite``. ``workers`` defaults to the CPU count.
+    is reused as is unless ``overwrite``; one holding another demo dataset is replaced
+    only with ``overwrite``; one holding anything else is refused (the user's files are
+    never written over). ``workers`` defaults to the CPU count.
     ``progress(done, total)`` is called after each video.
     """
     classes = tuple(classes) if classes is not None else CLASS_NAMES
@@ -121,6 +152,7 @@ def generate_demo_dataset(
         return out
     if out.exists() and not out.is_dir():
         raise MLFOError(f"{out}: exists and is not a folder")
+    _check_folder_is_ours(out, overwrite)
     (out / "videos").mkdir(parents=True, exist_ok=True)
 
     jobs = [
@@ -191,11 +223,24 @@ def demo_summary(out_dir: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-def ensure_demo_source(train: str | os.PathLike) -> None:
-    """Write the demo dataset into the folder of ``train`` when that CSV is missing, so that
-    the demo preset runs on a fresh clone (``data.generate_demo``)."""
+# Where the demo preset (``mlfo/configs/demo_cpu.yaml``, ``data.train``) keeps its data.
+DEMO_TRAIN = "demo_data/train.csv"
+
+
+def ensure_demo_source(train: str | os.PathLike, generate: bool = False) -> None:
+    """Check that the training source ``train`` exists. With ``generate``
+    (``data.generate_demo``, the demo preset) a missing source is written as the demo
+    dataset, but only when ``train`` is the preset's own location (``demo_data/train.csv``)
+    and its folder is absent or empty: a typo'd path never writes into a folder of the
+    user's, and no existing file is ever replaced."""
     source = Path(train)
     if source.exists():
         return
-    print(f"mlfo: writing the demo dataset to {source.parent} ...", file=sys.stderr, flush=True)
-    generate_demo_dataset(source.parent, seed=0)
+    folder = source.parent
+    own = os.path.abspath(source) == os.path.abspath(DEMO_TRAIN)
+    if not generate or not own or (folder.exists() and (not folder.is_dir() or any(folder.iterdir()))):
+        hint = (f" (data.generate_demo writes the demo dataset only into an absent {DEMO_TRAIN}; "
+                "write it elsewhere with `mlfo demo-data DIR`)") if generate else ""
+        raise MLFOError(f"data.train: {source} not found{hint}")
+    print(f"mlfo: writing the demo dataset to {folder} ...", file=sys.stderr, flush=True)
+    generate_demo_dataset(folder, seed=0)
