@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch.distributed as dist
 
 from mlfo.config import Config
-from mlfo.distributed import init_distributed, teardown
+from mlfo.distributed import all_reduce_min, init_distributed, teardown
+from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainResult
@@ -21,8 +22,14 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
     trainer = folder = None
     ok = False
     try:
+        refused = None
         if ctx.is_main:
-            folder = claim_run_folder(cfg.train.out_dir, resume, overwrite)
+            try:
+                folder = claim_run_folder(cfg.train.out_dir, resume, overwrite)
+            except MLFOError as err:
+                refused = err
+        if all_reduce_min(ctx, int(refused is None)) == 0:  # every rank stops, none hangs
+            raise refused or MLFOError(f"{cfg.train.out_dir}: refused by rank 0 (see its message)")
         resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
         trainer = Trainer(cfg, ctx, MLFOMethod)
         result = trainer.fit(resume_path)
