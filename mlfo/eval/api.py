@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlfo.data import provenance
 from mlfo.data.splits import EvalData
 from mlfo.errors import MLFOError
 from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
@@ -25,6 +26,7 @@ from mlfo.eval.extract import write_features
 from mlfo.eval.features import BASELINES_DIR, FeatureRoot, discover_roots, split_names
 from mlfo.eval.finetune import FinetuneConfig, finetune
 from mlfo.eval.knn import KnnConfig, topk_accuracy
+from mlfo.eval.labels import LabelNotes, absent_classes, notes_line
 from mlfo.eval.plots import confusion_matrix_plot
 from mlfo.eval.linear import LinearProbeConfig
 from mlfo.eval.protocols import evaluate_roots, knn_split, linear_split, retrieval_split
@@ -139,10 +141,14 @@ def evaluate_finetune(
     cards = []
     for enc in [main] + others:
         root = out if enc.key == "main" else out / BASELINES_DIR / enc.key
-        per_split, details, group_results = {}, {}, {}
+        per_split, details, group_results, caveats = {}, {}, {}, {}
         for split, (train_part, test_part) in pairs.items():
             run_dir = root / split if split else root
             print(f"{label}: {enc.info['name']}{' ' + split if split else ''} -> {run_dir}")
+            notes = _finetune_notes(enc, train_part.records, test_part.records)
+            if notes.card():
+                caveats[split or "default"] = notes.card()
+                print(notes_line(f"{enc.info['name']}{' ' + split if split else ''}", notes))
             backbone = copy.deepcopy(enc.module)  # every split starts from the same weights
             res = finetune(backbone, train_part.records, test_part.records, n_classes, run_dir, cfg, views,
                            resume=resume, backend=data_cfg.backend, progress=progress, encoder_info=enc.info)
@@ -166,11 +172,20 @@ def evaluate_finetune(
                          dict(next(iter(pairs.values()))[0].info),
                          splits=per_split if len(names) > 1 else {},
                          groups=mean_groups(list(group_results.values())),
-                         extra={"label": label, "training": details})
+                         extra={"label": label, "training": details, **({"caveats": caveats} if caveats else {})})
         print(f"card: {write_card(card, root, label)}")
         cards.append(card)
     print_cards(cards)
     return cards
+
+
+def _finetune_notes(enc, train_records, test_records) -> LabelNotes:
+    """Test classes without train videos and test videos the encoder was pretrained on."""
+    def names(records):
+        return [r.label_name or str(r.label) for r in records]
+
+    overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in test_records])
+    return LabelNotes(*absent_classes(names(train_records), names(test_records)), overlap)
 
 
 def pair_parts(parts) -> dict[str, tuple]:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlfo.data import provenance
 from mlfo.data.loading import SkipLog, batch_size_of, build_loader
 from mlfo.data.splits import DataPart
 from mlfo.errors import MLFOError
@@ -167,6 +168,12 @@ def write_features(
                 "code_version": code_version(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in kept])
+            if overlap is not None:  # the encoder records its pretraining videos
+                protocol["pretraining_overlap"] = overlap
+                if overlap["videos"] and part.info.get("subset") != "train":
+                    print(f"mlfo: {part.subdir or 'videos'}: {overlap['videos']} of {overlap['of']} videos were "
+                          f"among {enc.info['name']}'s pretraining videos (matched by file name)")
             fs = FeatureSet(
                 features=feats["high"], labels=np.array([r.label for r in kept], dtype=np.int64),
                 paths=[r.path for r in kept], label_names=[r.label_name for r in kept], protocol=protocol,

@@ -74,25 +74,70 @@ def save_feature_set(fs: FeatureSet, out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
+def _load_features(path: Path) -> np.ndarray:
+    """A finite float (N, D) array from a .npy file, or one line naming the file."""
+    try:
+        arr = np.load(path, allow_pickle=False)  # a pickled object array could run code
+    except Exception as err:  # truncated, garbage, pickled: numpy raises several kinds
+        raise MLFOError(f"{path}: not a readable .npy array ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        what = f"{arr.dtype} array of shape {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise MLFOError(f"{path}: expected float features of shape (videos, dims), got a {what}")
+    bad = int((~np.isfinite(arr).all(axis=1)).sum())
+    if bad:
+        raise MLFOError(f"{path}: {bad} of {len(arr)} feature rows hold NaN or inf; re-extract them")
+    return arr
+
+
+def _read_index(path: Path) -> tuple[list[str], list[int], list[str]]:
+    if not path.is_file():
+        raise MLFOError(f"{path}: missing (a feature set has features.npy, index.csv and protocol.json)")
+    paths, labels, names = [], [], []
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+                raise MLFOError(f"{path}: not a feature index (header must hold path,label[,label_name])")
+            for line, row in enumerate(reader, start=2):
+                if None in row or None in row.values():
+                    raise MLFOError(f"{path}:{line}: expected {len(reader.fieldnames)} columns")
+                try:
+                    labels.append(int(row["label"]))
+                except ValueError:
+                    raise MLFOError(f"{path}:{line}: label {row['label']!r} is not an integer") from None
+                paths.append(row["path"])
+                names.append(row.get("label_name", ""))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise MLFOError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    return paths, labels, names
+
+
+def _read_protocol(path: Path) -> dict:
+    if not path.is_file():
+        raise MLFOError(f"{path}: missing (it says which encoder, views and classes the features are)")
+    try:
+        protocol = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise MLFOError(f"{path}: not readable JSON ({str(err).splitlines()[0]})") from None
+    if not isinstance(protocol, dict) or not isinstance(protocol.get("classes", []), list):
+        raise MLFOError(f"{path}: not an mlfo protocol (a JSON object with a 'classes' list)")
+    return protocol
+
+
 def load_feature_set(directory: str | os.PathLike, level: str = "high") -> FeatureSet:
+    """A feature set, checked: every file present and readable, integer labels, one index
+    row per feature row, finite features. Anything else is one line naming the file."""
     directory = Path(directory)
     if not (directory / FEATURES_FILE).is_file():
         raise MLFOError(f"{directory}: not a feature folder (no {FEATURES_FILE}; run `mlfo extract` first)")
     feat_path = directory / level_file(level)
     if not feat_path.is_file():
         raise MLFOError(f"{feat_path}: level {level!r} was not extracted (use `mlfo extract --levels`)")
-    features = np.load(feat_path)
-    paths, labels, names = [], [], []
-    with open(directory / INDEX_FILE, newline="") as fh:
-        for row in csv.DictReader(fh):
-            paths.append(row["path"])
-            labels.append(int(row["label"]))
-            names.append(row.get("label_name", ""))
+    features = _load_features(feat_path)
+    paths, labels, names = _read_index(directory / INDEX_FILE)
     if len(paths) != len(features):
         raise MLFOError(f"{directory / INDEX_FILE}: {len(paths)} rows but {len(features)} feature rows")
-    protocol = {}
-    if (directory / PROTOCOL_FILE).is_file():
-        protocol = json.loads((directory / PROTOCOL_FILE).read_text())
+    protocol = _read_protocol(directory / PROTOCOL_FILE)
     return FeatureSet(features, np.asarray(labels, dtype=np.int64), paths, names, protocol, {}, directory)
 
 
@@ -113,41 +158,53 @@ def _split_order(name: str):
     return (0, int(m.group(1))) if m else (1, name)
 
 
+def _pair(folder: Path) -> tuple[Path, Path]:
+    """``(folder/train, folder/test)``; a missing half is an error, never a silent skip."""
+    for sub in ("train", "test"):
+        if not is_feature_set(folder / sub):
+            raise MLFOError(f"{folder / sub / FEATURES_FILE}: missing (evaluation needs train and test "
+                            "features; extract both subsets)")
+    return folder / "train", folder / "test"
+
+
 def find_train_test(root: Path) -> dict[str, tuple[Path, Path]]:
-    """``{"": (root/train, root/test)}`` or ``{"split1": (...), ...}``; {} when neither."""
-    if is_feature_set(root / "train") and is_feature_set(root / "test"):
-        return {"": (root / "train", root / "test")}
-    splits = {}
-    for sub in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _split_order(p.name)):
-        if sub.name.startswith("split") and is_feature_set(sub / "train") and is_feature_set(sub / "test"):
-            splits[sub.name] = (sub / "train", sub / "test")
-    return splits
+    """``{"": (root/train, root/test)}`` or ``{"split1": (...), ...}``; {} when neither is
+    there. A train/ without test/ (or the reverse) is an error naming the missing file."""
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        return {"": _pair(root)}
+    subs = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"split\d+", p.name)]
+    return {sub.name: _pair(sub) for sub in sorted(subs, key=lambda p: _split_order(p.name))}
 
 
 def discover_roots(root: str | os.PathLike, splits: list[str] | None = None,
                    include_baselines: bool = True) -> list[FeatureRoot]:
-    """The encoder's feature root and, after it, each baseline under ``root/baselines``."""
+    """The encoder's feature root and, after it, each baseline under ``root/baselines``.
+    Every baseline must have the splits the encoder has: one left out of the table would
+    read as a comparison that was made."""
     root = Path(root)
     if not root.is_dir():
         raise MLFOError(f"{root}: no such feature folder")
-    candidates = [root]
-    if include_baselines and (root / BASELINES_DIR).is_dir():
-        candidates += sorted(p for p in (root / BASELINES_DIR).iterdir() if p.is_dir())
-    found = []
-    for cand in candidates:
-        pairs = find_train_test(cand)
-        if splits:
-            missing = [s for s in splits if s not in pairs]
-            if missing and cand == root:
-                raise MLFOError(f"{root}: no features for {', '.join(missing)} (have: {', '.join(pairs) or 'none'})")
-            pairs = {s: pairs[s] for s in splits if s in pairs}
-        if pairs:
-            found.append(FeatureRoot(cand, pairs))
-    if not found:
+    pairs = find_train_test(root)
+    if not pairs:
         raise MLFOError(
             f"{root}: no train/ and test/ feature sets (nor split*/train, split*/test) found; "
             "extract both subsets, or pass --train DIR --test DIR"
         )
+    if splits:
+        missing = [s for s in splits if s not in pairs]
+        if missing:
+            raise MLFOError(f"{root}: no features for {', '.join(missing)} (have: {', '.join(pairs)})")
+        pairs = {s: pairs[s] for s in splits}
+    found = [FeatureRoot(root, pairs)]
+    baselines = sorted(p for p in (root / BASELINES_DIR).iterdir() if p.is_dir()) \
+        if include_baselines and (root / BASELINES_DIR).is_dir() else []
+    for cand in baselines:
+        theirs = find_train_test(cand)
+        missing = [s or "train/test" for s in pairs if s not in theirs]
+        if missing:
+            raise MLFOError(f"{cand}: baseline has no features for {', '.join(missing)} (the encoder has); "
+                            "extract them, or pass --no-baselines")
+        found.append(FeatureRoot(cand, {s: theirs[s] for s in pairs}))
     return found
 
 

@@ -19,6 +19,7 @@ from mlfo.eval.cards import make_card, print_cards, write_card
 from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
 from mlfo.eval.features import FeatureRoot, FeatureSet, load_feature_set
 from mlfo.eval.knn import knn_scores, topk_accuracy
+from mlfo.eval.labels import align, notes_line
 from mlfo.eval.linear import LinearProbeConfig, linear_probe
 from mlfo.eval.retrieval import DEFAULT_KS, first_hit_ranks, recall_from_ranks
 
@@ -95,10 +96,15 @@ def evaluate_roots(
         feature_protocol = {}
         encoder = {}
         dataset = {}
+        notes = {}
         for split, (train_dir, test_dir) in root.splits.items():
             train = _labelled(load_feature_set(train_dir, level), "train")
             test = _labelled(load_feature_set(test_dir, level), "test")
             _check_compatible(train, test)
+            train, test, split_notes = align(train, test)  # labels matched by class name
+            if split_notes.card():
+                notes[split or "default"] = split_notes.card()
+                print(notes_line(f"{root.root}{' ' + split if split else ''}", split_notes))
             per_split[split or "default"] = split_fn(train, test)
             features_used[split or "default"] = {"train": str(train_dir), "test": str(test_dir),
                                                  "n_train": len(train.labels), "n_test": len(test.labels)}
@@ -112,7 +118,7 @@ def evaluate_roots(
         splits = {s: r.metrics for s, r in per_split.items()} if len(per_split) > 1 else {}
         full_protocol = dict(protocol, level=level, split=_split_label(per_split),
                              feature_views=feature_protocol, features=features_used)
-        extra = {"label": label}
+        extra = {"label": label, **({"caveats": notes} if notes else {})}
         if len(results) == 1 and results[0].details:
             extra.update(results[0].details)
         elif any(r.details for r in results):
