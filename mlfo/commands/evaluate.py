@@ -16,9 +16,9 @@ COMMANDS = {
 
 EPILOG_EXTRACT = """\
 examples:
-  mlfo extract runs/demo/encoder.pt mlfo-demo-data feats/demo --baseline random
+  mlfo extract runs/demo/encoder.safetensors mlfo-demo-data feats/demo --baseline random
       # demo data (train.csv + test.csv): feats/demo/{train,test}, feats/demo/baselines/random/...
-  mlfo extract encoder.pt /data/UCF-101 feats/ucf --fmt ucf101 --split-dir /data/ucfTrainTestlist --split all
+  mlfo extract encoder.safetensors /data/UCF-101 feats/ucf --fmt ucf101 --split-dir /data/ucfTrainTestlist --split all
       # feats/ucf/split{1,2,3}/{train,test}
   mlfo extract random my_videos.csv feats/rand --arch r3d_18 --seed 0 --clips 10 --crops three
 """
@@ -37,10 +37,10 @@ examples:
 
 EPILOG_FINETUNE = """\
 examples:
-  mlfo eval finetune runs/demo/encoder.pt mlfo-demo-data ft/demo --epochs 10 --baseline random
-  mlfo eval finetune encoder.pt /data/UCF-101 ft/ucf --fmt ucf101 --split-dir /data/ucfTrainTestlist --split 1
-  mlfo eval finetune encoder.pt mlfo-demo-data ft/frozen --freeze-backbone   # linear probe, end to end
-  mlfo eval finetune encoder.pt mlfo-demo-data ft/demo --resume auto         # continue a killed run
+  mlfo eval finetune runs/demo/encoder.safetensors mlfo-demo-data ft/demo --epochs 10 --baseline random
+  mlfo eval finetune encoder.safetensors /data/UCF-101 ft/ucf --fmt ucf101 --split-dir /data/ucfTrainTestlist --split 1
+  mlfo eval finetune encoder.safetensors mlfo-demo-data ft/frozen --freeze-backbone   # linear probe, end to end
+  mlfo eval finetune encoder.safetensors mlfo-demo-data ft/demo --resume auto         # continue a killed run
 """
 
 
@@ -53,7 +53,8 @@ def _add_encoder_args(p) -> None:
     from mlfo.data.splits import EvalData
 
     p.add_argument("checkpoint", metavar="CKPT",
-                   help="pretraining checkpoint, exported encoder, torchvision:PATH, or 'random'")
+                   help="pretraining checkpoint, exported encoder (.safetensors), torchvision:PATH "
+                   "(.safetensors or plain tensor .pt), or 'random'")
     p.add_argument("data", metavar="DATA",
                    help="video folder, CSV, the demo dataset folder, or the UCF101 / HMDB51 video folder")
     p.add_argument("out", metavar="OUT", help="output folder")

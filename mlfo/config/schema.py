@@ -34,8 +34,9 @@ class DataConfig:
     split: int = 1
     split_dir: str | None = None
     backend: Literal["auto", "pyav", "frames", "torchcodec"] = "auto"
-    # Write the built-in demo dataset into the folder of ``train`` when that CSV is missing,
-    # so that the demo preset runs on a fresh clone.
+    # Write the built-in demo dataset when ``train`` is the demo preset's own
+    # demo_data/train.csv and demo_data/ is absent, so that the preset runs on a fresh
+    # clone; any other missing ``train`` is an error (mlfo.data.demo.ensure_demo_source).
     generate_demo: bool = False
     clip_len: int = 16  # T frames per clip
     r_max: int = 3  # largest frame-rate step of the three-clip sampler

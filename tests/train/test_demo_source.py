@@ -48,3 +48,9 @@ def test_demo_data_goes_only_into_the_presets_own_absent_folder(tmp_path, monkey
     with pytest.raises(MLFOError, match="not found"):
         ensure_demo_source(folder / "missing" / "train.csv", generate=True)  # another location
     assert written == ["demo_data"] and (tmp_path / "demo_data" / "notes.txt").read_text() == "mine"
+
+
+def test_the_presets_own_location_is_the_one_generation_allows():
+    from mlfo.config import load_config
+
+    assert load_config("demo_cpu", []).data.train == demo_dataset.DEMO_TRAIN
