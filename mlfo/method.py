@@ -74,19 +74,17 @@ class MLFOMethod(nn.Module):
 
     def prepare(self, batch: dict, epoch: int, device: torch.device) -> torch.Tensor:
         """uint8 clips (B, 3, T, S, S, 3) -> float (3, B, 3, T, S, S): colour (keyed per video)
-        and normalisation, on ``device``."""
+        and normalisation, on ``device``, batched over the whole batch."""
         clips = batch["clips"].to(device, non_blocking=True)
+        flat = clips.flatten(0, 1)  # (3B, T, S, S, 3): the clips of video i are rows 3i..3i+2
         if self.color is None:
-            out = normalize_clips(clips.flatten(0, 1))  # (3B, 3, T, S, S)
-            out = out.unflatten(0, clips.shape[:2])
+            out = normalize_clips(flat)
         else:
-            per_video = []
-            gen = torch.Generator(device=device)
-            for video, index in zip(clips, batch["index"].tolist()):  # video (3, T, S, S, 3)
-                gen.manual_seed(derive_seed(self.cfg.train.seed, _COLOR_STREAM, epoch, index))
-                per_video.append(self.color(video, generator=gen))  # (3, 3, T, S, S)
-            out = torch.stack(per_video)
-        return out.transpose(0, 1).contiguous()  # (3 clips, B, 3, T, S, S)
+            seed = self.cfg.train.seed
+            generators = [torch.Generator().manual_seed(derive_seed(seed, _COLOR_STREAM, epoch, index))
+                          for index in batch["index"].tolist()]  # CPU: no device synchronisation
+            out = self.color(flat, generators)  # (3B, 3, T, S, S)
+        return out.unflatten(0, clips.shape[:2]).transpose(0, 1).contiguous()  # (3 clips, B, 3, T, S, S)
 
     # -- the step ----------------------------------------------------------------------------
 
