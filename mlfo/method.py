@@ -13,6 +13,9 @@ plus the prototype queue's):
 - ``forward(inputs, epoch) -> (total loss, {name: float})``: one training step's loss;
 - ``before_forward(epoch)`` / ``before_optimizer_step(epoch)``: prototype rows are
   re-normalised before every step, and their gradient is dropped while they are frozen;
+- ``gradient_phase(epoch)``: equal for epochs whose steps reach the same parameters (DDP
+  is re-wrapped where it changes, ``mlfo.train.parallel``); ``compile()``: what
+  ``train.compile`` compiles;
 - ``encoder`` / ``encoder_state(state)``: the backbone to export, from a live method or
   a checkpoint's ``method`` state dict.
 
@@ -98,6 +101,19 @@ class MLFOMethod(nn.Module):
     def before_optimizer_step(self, epoch: int) -> None:
         if self.objective.prototypes_frozen(epoch):
             self.model.prototypes.weight.grad = None
+
+    def gradient_phase(self, epoch: int) -> bool:
+        """Epochs with equal phases give gradients to the same parameters: only the graph
+        heads join late (the queue and the frozen prototypes change no parameter's
+        reachability)."""
+        return self.objective.graph_active(epoch)
+
+    def compile(self, *args, **kwargs) -> None:
+        """``torch.compile`` the model alone. The objective stays eager: its logs leave the
+        device in one sync, Sinkhorn and the padded gathers read row counts on the host,
+        the gathers are collectives inside autograd Functions, and the prototype queue
+        replaces its buffer: all graph breaks or recompiles inside a compiled region."""
+        self.model.compile(*args, **kwargs)
 
     # -- export --------------------------------------------------------------------------------
 

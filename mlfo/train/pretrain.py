@@ -3,6 +3,8 @@ when launched by it. The engine is generic; this is where it meets the MLFO meth
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import torch.distributed as dist
 
 from mlfo.config import Config
@@ -10,17 +12,19 @@ from mlfo.distributed import init_distributed, teardown
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainResult
+from mlfo.train.indexing import index_training_data
 
 
 def pretrain(cfg: Config, resume: str | None = None) -> TrainResult:
     """Run pretraining; ``resume``: None, ``"auto"`` (``out_dir/last.pt`` if present) or a
     checkpoint path."""
-    ctx = init_distributed(cfg.train.device)
+    index = index_training_data(cfg)  # before the process group: see mlfo.train.indexing
+    ctx = init_distributed(cfg.train.device, timeout=timedelta(minutes=cfg.train.dist_timeout_min))
     trainer = None
     ok = False
     try:
         resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
-        trainer = Trainer(cfg, ctx, MLFOMethod)
+        trainer = Trainer(cfg, ctx, MLFOMethod, index=index)
         result = trainer.fit(resume_path)
         ok = True
         return result
