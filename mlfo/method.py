@@ -24,6 +24,8 @@ Where each paper component lives: docs/design.md.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -31,12 +33,22 @@ from mlfo.config import Config, DataConfig
 from mlfo.data.datasets import ThreeClipDataset
 from mlfo.data.transforms import ColorAugment, normalize_clips
 from mlfo.losses.objective import MLFOObjective
-from mlfo.models import MLFOModel, build_backbone
+from mlfo.models import MLFOModel, MLFOOutput, build_backbone
 from mlfo.train.seeding import derive_seed
 
 # Keys the colour stream is derived from, so it never collides with the dataset's own.
 _COLOR_STREAM = 0xC0102
 _BACKBONE = "model.backbone."  # where the encoder's tensors sit in the method's state dict
+
+
+def _float32(out: MLFOOutput) -> MLFOOutput:
+    """The model output with half-precision tensors (autocast) as float32, others as they are."""
+    def up(v):
+        if isinstance(v, dict):
+            return {k: up(t) for k, t in v.items()}
+        return v.float() if isinstance(v, torch.Tensor) and v.dtype in (torch.float16, torch.bfloat16) else v
+
+    return dataclasses.replace(out, **{f.name: up(getattr(out, f.name)) for f in dataclasses.fields(out)})
 
 
 def build_color_augment(d: DataConfig) -> ColorAugment | None:
@@ -93,7 +105,11 @@ class MLFOMethod(nn.Module):
 
     def forward(self, inputs: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict]:
         out = self.model(inputs, with_graph=self.objective.graph_active(epoch))
-        return self.objective(out, epoch)
+        # The losses divide cosine similarities by temperatures down to 0.05: under bf16 /
+        # fp16 autocast their matmuls would round the logits (bf16: steps of 1/16 at
+        # 1/0.07). So the objective runs in float32 on float32 embeddings, autocast off.
+        with torch.autocast(inputs.device.type, enabled=False):
+            return self.objective(_float32(out), epoch)
 
     def before_forward(self, epoch: int) -> None:
         self.model.normalize_prototypes()

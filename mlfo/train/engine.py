@@ -100,6 +100,8 @@ class Trainer:
         self._index = index
         self.out_dir = Path(out_dir or cfg.train.out_dir)
         check_runtime(cfg, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed clip sizes: cuDNN times its kernels once
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / "config.yaml")

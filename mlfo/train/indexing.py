@@ -34,13 +34,13 @@ def load_training_index(d: DataConfig, *, progress: bool, workers: int | None = 
 def index_training_data(cfg: Config):
     """This node's index, in the node's first process (call it before the process group
     exists); None in the node's other processes, which read the cache once in the group.
-    The demo data is written by rank 0 alone, so with ``data.generate_demo`` every other
-    rank reads it (and its index) later."""
+    Missing demo data (``data.generate_demo``) is written by rank 0 alone, and every
+    other rank reads it (and its index) once in the group."""
     from mlfo.data.demo import ensure_demo_source
 
     d = cfg.data
     first = int(os.environ.get("RANK", "0")) == 0
-    if d.generate_demo and d.train:
+    if d.generate_demo and d.train and not os.path.exists(d.train):
         if not first:
             return None
         ensure_demo_source(d.train)

@@ -184,3 +184,27 @@ def test_prepare_on_cuda_has_no_host_synchronisation(tiny_data, tmp_path):
         torch.cuda.set_sync_debug_mode("default")
     assert torch.allclose(out.cpu(), expected, atol=1e-4)
 
+
+
+def test_under_autocast_the_objective_runs_in_float32(tiny_data, tmp_path, monkeypatch):
+    """bf16 / fp16 autocast speeds up the model; the losses' temperature-scaled logits are
+    computed in float32 (autocast off, float32 embeddings)."""
+    from mlfo.losses.objective import MLFOObjective
+
+    seen = []
+    real = MLFOObjective.forward
+
+    def spy(self, out, epoch):
+        seen.append((torch.is_autocast_enabled("cpu"), out.clip["high"].dtype, out.fine["low"].dtype,
+                     out.graph["low"].dtype, out.proto_scores.dtype))
+        return real(self, out, epoch)
+
+    monkeypatch.setattr(MLFOObjective, "forward", spy)
+    method = MLFOMethod(tiny_config(tiny_data, tmp_path))
+    x = torch.randn(3, 4, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference, _ = method(x, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low_precision, _ = method(x, 1)
+    assert seen[1] == (False, *[torch.float32] * 4) and low_precision.dtype == torch.float32
+    assert abs(low_precision.item() - reference.item()) < 0.05 * abs(reference.item())
