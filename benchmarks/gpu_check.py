@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import sys
 import tempfile
@@ -296,7 +297,8 @@ def check(args, work: Path, small: bool) -> int:
     # Data first: its worker pools fork before this process touches the GPU.
     data = work / "data"
     size = dict(num_frames=20, height=48, width=48) if small else dict(num_frames=64, height=128, width=170)
-    generate_demo_dataset(data, seed=0, videos_per_class=6, workers=cores, **size)
+    per_class = max(6, math.ceil(2.5 * videos / 11))  # 11 classes, 2/3 of them for training: > 1.5 batches
+    generate_demo_dataset(data, seed=0, videos_per_class=per_class, workers=cores, **size)
     # The Kinetics preset's objective (K = 1000, a 3840-sample queue); a narrow net on CPU.
     geometry = ({"backbone.widths": "[8,16,16,32]", "model.embed_dim": 16, "model.me_reduction": 4} if small
                 else {"model.num_prototypes": 1000, "objective.queue_length": 3840})
