@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-
 from method_step import mlfo_config
+
 from mlfo.data.loading import build_loader
 from mlfo.distributed import DistContext
 from mlfo.method import MLFOMethod
@@ -296,7 +296,7 @@ def check(args, work: Path, small: bool) -> int:
     started = time.perf_counter()
     # Data first: its worker pools fork before this process touches the GPU.
     data = work / "data"
-    size = dict(num_frames=20, height=48, width=48) if small else dict(num_frames=64, height=128, width=170)
+    size = {"num_frames": 20, "height": 48, "width": 48} if small else {"num_frames": 64, "height": 128, "width": 170}
     per_class = max(6, math.ceil(2.5 * videos / 11))  # 11 classes, 2/3 of them for training: > 1.5 batches
     generate_demo_dataset(data, seed=0, videos_per_class=per_class, workers=cores, **size)
     # The Kinetics preset's objective (K = 1000, a 3840-sample queue); a narrow net on CPU.

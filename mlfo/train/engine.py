@@ -41,7 +41,7 @@ from mlfo.train.position import layout_note, restore_position, sampler_block
 from mlfo.train.seeding import derive_seed, get_rng_state, seed_everything, seed_worker, set_rng_state
 
 # Settings a resume may change without a word (where the run goes and how long it lasts).
-_RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress")
+_RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress", "train.dist_timeout_min")
 
 
 @dataclass

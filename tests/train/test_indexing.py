@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import mlfo.train.engine as engine
-import mlfo.train.indexing as indexing
+from mlfo.train import engine
+from mlfo.train import indexing
 import mlfo.train.pretrain as pretrain_module
 from mlfo.distributed import DistContext
 from mlfo.method import MLFOMethod

@@ -135,7 +135,7 @@ def test_finetune_resumes_from_rng_states_loaded_onto_another_device(tiny_data, 
     """A fine-tune killed after epoch 1 and resumed with its checkpoint's RNG states on
     "another device" (as ``map_location=cuda`` would put them) ends with the weights of
     the uninterrupted run: dropout draws continue exactly."""
-    import mlfo.train.checkpoint as checkpoint
+    from mlfo.train import checkpoint
     from mlfo.eval.finetune import FinetuneConfig, finetune
     from mlfo.eval.views import ViewConfig
     from mlfo.models import build_backbone
