@@ -1,15 +1,19 @@
 """Cost of one full MLFO training step relative to the bare backbone.
 
-MLFO step : model.normalize_prototypes(); MLFOModel forward on the 3 clips of B videos
-            (ME blocks, reversed copies, every head, prototypes); MLFOObjective with every
-            term on (queue and graph active); backward; Adam step.
-Baseline  : the backbone's forward on the same 3B clips (globally pooled high feature),
-            a trivial loss (mean square), backward. No optimizer.
+MLFO step : the engine's step of ``mlfo.method.MLFOMethod`` (benchmarks/method_step.py):
+            prototype re-normalisation; ``prepare`` of the uint8 batch (colour
+            augmentation on the device, as the Kinetics preset; ``--no-color`` skips it);
+            MLFOModel forward on the 3 clips of B videos (ME blocks, reversed copies,
+            every head, prototypes); MLFOObjective with every term on (queue and graph
+            active); backward; Adam step.
+Baseline  : the same module's backbone forward on the same 3B prepared clips (globally
+            pooled high feature), a trivial loss (mean square), backward. No optimizer.
 
 The two are timed interleaved (one baseline, one MLFO step, ...) after a warm-up, and
 the median of each is reported, so a busy neighbour on a shared machine slows both.
 Wall and process CPU time are both reported; with one thread the CPU-time ratio is the
-steadier number on a shared machine.
+steadier number on a shared machine. On a GPU (``--device cuda``) every timed call ends
+with ``torch.cuda.synchronize()``; benchmarks/gpu_check.py measures every precision there.
 
     python benchmarks/step_overhead.py            # r3d_small 8x64x64 and r3d_18 16x112x112
     python benchmarks/step_overhead.py --quick    # fewer repeats, 2 videos for r3d_18
@@ -24,8 +28,7 @@ import time
 
 import torch
 
-from mlfo.losses import MLFOObjective, ObjectiveConfig
-from mlfo.models import MLFOModel, ModelConfig, build_backbone
+from method_step import StepPair, mlfo_config
 
 CASES = [  # (backbone, T, S)
     ("r3d_small", 8, 64),
@@ -33,32 +36,19 @@ CASES = [  # (backbone, T, S)
 ]
 
 
-def make_step_functions(name: str, frames: int, size: int, videos: int, prototypes: int):
-    torch.manual_seed(0)
-    clips = torch.randn(3, videos, 3, frames, size, size)
-
-    backbone = build_backbone(name)
-    # The reference's 8 / 4 / 2 fine steps need 16 frames; shorter clips get what their
-    # features have (8 frames: 4 / 2 / 1, and no timestamp matching on the single high step).
-    steps = {"low": min(8, frames // 2), "mid": min(4, frames // 4), "high": min(2, frames // 8)}
-    model = MLFOModel(build_backbone(name), ModelConfig(num_prototypes=prototypes, fine_steps=steps))
-    # queue and graph active from the first step: the most expensive schedule
-    objective = MLFOObjective(ObjectiveConfig(queue_start=0, graph_start=0, queue_length=64 * videos,
-                                              timestamp_high=steps["high"] >= 2), prototypes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+def make_step_functions(name: str, frames: int, size: int, videos: int, prototypes: int, color: bool,
+                        device: str = "cpu"):
+    cfg = mlfo_config(name, frames, size, videos, prototypes, **{"data.color_augment": str(color).lower()})
+    pair = StepPair(cfg, device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
 
     def baseline_step():
-        backbone.zero_grad(set_to_none=True)
-        feature = backbone(clips.flatten(0, 1))  # (3B, C4) pooled high feature
-        feature.pow(2).mean().backward()
+        pair.backbone()
+        sync()
 
     def mlfo_step():
-        model.normalize_prototypes()
-        out = model(clips, with_graph=objective.graph_active(0))
-        total, _ = objective(out, epoch=1)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        pair.mlfo()
+        sync()
 
     return baseline_step, mlfo_step
 
@@ -71,8 +61,8 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(name, frames, size, videos, prototypes, warmup, repeats, profile):
-    baseline_step, mlfo_step = make_step_functions(name, frames, size, videos, prototypes)
+def measure(name, frames, size, videos, prototypes, warmup, repeats, profile, color=True, device="cpu"):
+    baseline_step, mlfo_step = make_step_functions(name, frames, size, videos, prototypes, color, device)
     for _ in range(warmup):
         baseline_step()
         mlfo_step()
@@ -105,17 +95,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--only", choices=[c[0] for c in CASES], help="run one backbone only")
     parser.add_argument("--profile", action="store_true", help="profile one MLFO step per case")
+    parser.add_argument("--no-color", action="store_true", help="MLFO step without the colour augmentation")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("step_overhead: no CUDA device here; run without --device cuda")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 7)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats} "
-          f"after {args.warmup} warm-up step(s); target ratio <= 1.25")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, median of {repeats} "
+          f"after {args.warmup} warm-up step(s), colour {'off' if args.no_color else 'on'}; target ratio <= 1.25")
     for name, frames, size in CASES:
         if args.only and name != args.only:
             continue
         videos = 2 if (args.quick and name == "r3d_18") else args.videos
-        measure(name, frames, size, videos, args.prototypes, args.warmup, repeats, args.profile)
+        measure(name, frames, size, videos, args.prototypes, args.warmup, repeats, args.profile,
+                color=not args.no_color, device=args.device)
 
 
 if __name__ == "__main__":

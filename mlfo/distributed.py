@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -156,8 +157,19 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def init_distributed(device_preference: str = "auto") -> DistContext:
-    """Join the process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+def leads_its_node() -> bool:
+    """True in the first process of each node (LOCAL_RANK 0), and outside torchrun: the
+    process that prepares what the node's processes share (the data index) before the
+    process group exists."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+def init_distributed(device_preference: str = "auto", timeout: timedelta | None = None) -> DistContext:
+    """Join the process group when launched by torchrun (gloo on CPU, NCCL on GPU).
+
+    ``timeout`` bounds every wait of the group, joining included: a rank whose node
+    leader is still indexing the data waits here for it (NCCL's own default is 10 min).
+    """
     if not launched_by_torchrun():
         return DistContext(device=resolve_device(device_preference))
     rank = int(os.environ["RANK"])
@@ -165,11 +177,12 @@ def init_distributed(device_preference: str = "auto") -> DistContext:
     world_size = int(os.environ["WORLD_SIZE"])
     device = resolve_device(device_preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
+        options = {"timeout": timeout} if timeout is not None else {}
         if device.type == "cuda":
             torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device)
+            dist.init_process_group("nccl", device_id=device, **options)
         else:
-            dist.init_process_group("gloo")
+            dist.init_process_group("gloo", **options)
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 

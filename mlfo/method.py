@@ -13,6 +13,9 @@ plus the prototype queue's):
 - ``forward(inputs, epoch) -> (total loss, {name: float})``: one training step's loss;
 - ``before_forward(epoch)`` / ``before_optimizer_step(epoch)``: prototype rows are
   re-normalised before every step, and their gradient is dropped while they are frozen;
+- ``gradient_phase(epoch)``: equal for epochs whose steps reach the same parameters (DDP
+  is re-wrapped where it changes, ``mlfo.train.parallel``); ``compile()``: what
+  ``train.compile`` compiles;
 - ``encoder`` / ``encoder_state(state)``: the backbone to export, from a live method or
   a checkpoint's ``method`` state dict.
 
@@ -21,6 +24,8 @@ Where each paper component lives: docs/design.md.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -28,12 +33,22 @@ from mlfo.config import Config, DataConfig
 from mlfo.data.datasets import ThreeClipDataset
 from mlfo.data.transforms import ColorAugment, normalize_clips
 from mlfo.losses.objective import MLFOObjective
-from mlfo.models import MLFOModel, build_backbone
+from mlfo.models import MLFOModel, MLFOOutput, build_backbone
 from mlfo.train.seeding import derive_seed
 
 # Keys the colour stream is derived from, so it never collides with the dataset's own.
 _COLOR_STREAM = 0xC0102
 _BACKBONE = "model.backbone."  # where the encoder's tensors sit in the method's state dict
+
+
+def _float32(out: MLFOOutput) -> MLFOOutput:
+    """The model output with half-precision tensors (autocast) as float32, others as they are."""
+    def up(v):
+        if isinstance(v, dict):
+            return {k: up(t) for k, t in v.items()}
+        return v.float() if isinstance(v, torch.Tensor) and v.dtype in (torch.float16, torch.bfloat16) else v
+
+    return dataclasses.replace(out, **{f.name: up(getattr(out, f.name)) for f in dataclasses.fields(out)})
 
 
 def build_color_augment(d: DataConfig) -> ColorAugment | None:
@@ -74,25 +89,27 @@ class MLFOMethod(nn.Module):
 
     def prepare(self, batch: dict, epoch: int, device: torch.device) -> torch.Tensor:
         """uint8 clips (B, 3, T, S, S, 3) -> float (3, B, 3, T, S, S): colour (keyed per video)
-        and normalisation, on ``device``."""
+        and normalisation, on ``device``, batched over the whole batch."""
         clips = batch["clips"].to(device, non_blocking=True)
+        flat = clips.flatten(0, 1)  # (3B, T, S, S, 3): the clips of video i are rows 3i..3i+2
         if self.color is None:
-            out = normalize_clips(clips.flatten(0, 1))  # (3B, 3, T, S, S)
-            out = out.unflatten(0, clips.shape[:2])
+            out = normalize_clips(flat)
         else:
-            per_video = []
-            gen = torch.Generator(device=device)
-            for video, index in zip(clips, batch["index"].tolist()):  # video (3, T, S, S, 3)
-                gen.manual_seed(derive_seed(self.cfg.train.seed, _COLOR_STREAM, epoch, index))
-                per_video.append(self.color(video, generator=gen))  # (3, 3, T, S, S)
-            out = torch.stack(per_video)
-        return out.transpose(0, 1).contiguous()  # (3 clips, B, 3, T, S, S)
+            seed = self.cfg.train.seed
+            generators = [torch.Generator().manual_seed(derive_seed(seed, _COLOR_STREAM, epoch, index))
+                          for index in batch["index"].tolist()]  # CPU: no device synchronisation
+            out = self.color(flat, generators)  # (3B, 3, T, S, S)
+        return out.unflatten(0, clips.shape[:2]).transpose(0, 1).contiguous()  # (3 clips, B, 3, T, S, S)
 
     # -- the step ----------------------------------------------------------------------------
 
     def forward(self, inputs: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict]:
         out = self.model(inputs, with_graph=self.objective.graph_active(epoch))
-        return self.objective(out, epoch)
+        # The losses divide cosine similarities by temperatures down to 0.05: under bf16 /
+        # fp16 autocast their matmuls would round the logits (bf16: steps of 1/16 at
+        # 1/0.07). So the objective runs in float32 on float32 embeddings, autocast off.
+        with torch.autocast(inputs.device.type, enabled=False):
+            return self.objective(_float32(out), epoch)
 
     def before_forward(self, epoch: int) -> None:
         self.model.normalize_prototypes()
@@ -100,6 +117,19 @@ class MLFOMethod(nn.Module):
     def before_optimizer_step(self, epoch: int) -> None:
         if self.objective.prototypes_frozen(epoch):
             self.model.prototypes.weight.grad = None
+
+    def gradient_phase(self, epoch: int) -> bool:
+        """Epochs with equal phases give gradients to the same parameters: only the graph
+        heads join late (the queue and the frozen prototypes change no parameter's
+        reachability)."""
+        return self.objective.graph_active(epoch)
+
+    def compile(self, *args, **kwargs) -> None:
+        """``torch.compile`` the model alone. The objective stays eager: its logs leave the
+        device in one sync, Sinkhorn and the padded gathers read row counts on the host,
+        the gathers are collectives inside autograd Functions, and the prototype queue
+        replaces its buffer: all graph breaks or recompiles inside a compiled region."""
+        self.model.compile(*args, **kwargs)
 
     # -- export --------------------------------------------------------------------------------
 

@@ -92,6 +92,10 @@ class TrainConfig:
     channels_last: bool = False  # channels_last_3d memory format (GPU speed-up)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # SyncBatchNorm across processes (GPU only)
+    # Minutes any wait of the process group may last (NCCL's default: 10). At start every
+    # rank waits while its node's first process indexes the data (a first scan of a large
+    # dataset takes minutes; a cached one, seconds).
+    dist_timeout_min: float = 60.0
     # BatchNorm layers use their running statistics and do not update them: makes a
     # multi-process run equal to a single-process one; also for tiny per-GPU batches.
     freeze_bn: bool = False
@@ -140,6 +144,8 @@ def validate(cfg: Config) -> Config:
     for key, value in non_negative.items():
         if value < 0:
             raise MLFOError(f"{key}: must not be negative, got {value}")
+    if not cfg.train.dist_timeout_min > 0:
+        raise MLFOError(f"train.dist_timeout_min: must be positive, got {cfg.train.dist_timeout_min}")
     if not cfg.optim.lr > 0:
         raise MLFOError(f"optim.lr: must be positive, got {cfg.optim.lr}")
     if not 0 <= cfg.data.color_p_gray <= 1:

@@ -171,6 +171,13 @@ def eval_views(clip: torch.Tensor, resize: int, crop_size: int, crop_mode: str =
 
 
 # ----------------------------------------------------------------------------- normalisation
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without a host synchronisation (pinned, non-blocking on CUDA)."""
+    if device.type == "cuda":
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
 def normalize_clips(clips: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """uint8 (N, T, H, W, 3) -> float (N, 3, T, H, W), ImageNet mean/std normalised."""
     x = clips.permute(0, 4, 1, 2, 3).float().div_(255)
@@ -178,8 +185,8 @@ def normalize_clips(clips: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -
 
 
 def _normalize_channels_first(x: torch.Tensor, mean, std) -> torch.Tensor:
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1, 1)
+    m = _to_device(torch.tensor(mean, dtype=x.dtype), x.device).view(1, 3, 1, 1, 1)
+    s = _to_device(torch.tensor(std, dtype=x.dtype), x.device).view(1, 3, 1, 1, 1)
     return (x - m) / s
 
 
@@ -242,8 +249,14 @@ class ColorAugment:
 
     ``per_frame_color=True`` draws every parameter (grayscale on/off and channel, the four
     jitter factors, their order) per frame, as the reference implementation does;
-    ``False`` draws them once per clip. Runs batched on ``clips.device``; random numbers
-    come from ``generator`` (on its own device) so runs are reproducible.
+    ``False`` draws them once per clip. Runs batched on ``clips.device``.
+
+    Parameters are drawn on the CPU from ``generator``: one CPU generator for all clips,
+    or a list of them, one per equal group of consecutive clips (the training step passes
+    one per video, so each video's colours are keyed by its own seed whatever the batch).
+    Drawing on the CPU also decides there which images each op touches, so the device
+    work is a fixed sequence of kernels with no host synchronisation, and the same seed
+    gives the same augmentation on every device.
 
     ``(clips uint8 (N, T, H, W, 3), generator=None) -> float (N, 3, T, H, W)``
     """
@@ -266,12 +279,14 @@ class ColorAugment:
         self.mean, self.std = mean, std
 
     def _draw(self, n: int, t: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-        """Parameters per image, shape (N*T, ...): per clip they repeat over T."""
-        device = generator.device if generator is not None else torch.device("cpu")
+        """Parameters per image, shape (N*T, ...), on the CPU: per clip they repeat over T."""
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"ColorAugment: pass CPU generators (parameters are drawn on the CPU), "
+                             f"got one on {generator.device}")
         units = n * t if self.per_frame_color else n
 
         def rand(*shape):
-            return torch.rand(units, *shape, generator=generator, device=device)
+            return torch.rand(units, *shape, generator=generator)
 
         b, c, s, h = self.strengths
         params = {
@@ -288,49 +303,82 @@ class ColorAugment:
             params = {k: v.repeat_interleave(t, 0) for k, v in params.items()}
         return params
 
-    def __call__(self, clips: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _plan(self, n: int, t: int, generators: list) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Everything the device needs, decided on the CPU: one float and one int64 tensor
+        (packed, so two copies move them) and the sizes to unpack them."""
+        draws = [self._draw(n // len(generators), t, g) for g in generators]
+        p = {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
+        m = n * t
+        gray_rows = torch.nonzero(p["gray"]).flatten()
+        # Jitter, four positions; each image applies the op its order puts at each position.
+        # Brightness, contrast and saturation are all "x = f * x + (1 - f) * reference"
+        # (reference 0, mean luma, luma): per position, weights (scale, mean, luma) per image.
+        orders = torch.tensor(_ORDERS)[p["order"]]  # (M, 4)
+        factors = p["factors"]
+        one = torch.ones(m)
+        weights, hue_rows = [], []
+        for position in range(4):
+            op = torch.where(p["jitter"], orders[:, position], -1)  # -1: no jitter
+            scale = torch.where(op == 0, factors[:, 0], one)
+            scale = torch.where(op == 1, factors[:, 1], scale)
+            scale = torch.where(op == 2, factors[:, 2], scale)
+            w_mean = torch.where(op == 1, 1 - factors[:, 1], 0 * one)
+            w_luma = torch.where(op == 2, 1 - factors[:, 2], 0 * one)
+            weights.append(torch.stack([scale, w_mean, w_luma]))
+            hue_rows.append(torch.nonzero(op == 3).flatten())
+        normalise = [torch.tensor(self.mean), 1 / torch.tensor(self.std)]
+        floats = torch.cat([torch.stack(weights).flatten(), *normalise, *(factors[rows, 3] for rows in hue_rows)])
+        longs = torch.cat([gray_rows, p["channel"][gray_rows], *hue_rows])
+        return floats, longs, [len(gray_rows), *(len(rows) for rows in hue_rows)]
+
+    def __call__(self, clips: torch.Tensor, generator=None) -> torch.Tensor:
         if clips.dim() != 5 or clips.shape[-1] != 3:
             raise ValueError(f"expected uint8 clips (N, T, H, W, 3), got {tuple(clips.shape)}")
+        groups = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+        n = clips.shape[0]
+        if n % len(groups):
+            raise ValueError(f"ColorAugment: {n} clips do not split into {len(groups)} equal groups")
+        if clips.device.type == "cpu" and len(groups) > 1:
+            # On CPU one group at a time is faster (its working set stays in cache: 0.21 s
+            # against 0.27 s for 4 x 3 clips of 16x112x112) and gives the same numbers.
+            per = n // len(groups)
+            return torch.cat([self._apply(clips[i * per : (i + 1) * per], [g]) for i, g in enumerate(groups)])
+        return self._apply(clips, groups)
+
+    def _apply(self, clips: torch.Tensor, generators: list) -> torch.Tensor:
+        """All clips in one pass: a fixed sequence of kernels, whatever the parameters."""
         n, t, h, w, _ = clips.shape
         m = n * t
-        p = {k: v.to(clips.device) for k, v in self._draw(n, t, generator).items()}
+        floats, longs, sizes = self._plan(n, t, generators)
+        floats, longs = _to_device(floats, clips.device), _to_device(longs, clips.device)
+        n_gray, hue_sizes = sizes[0], sizes[1:]
+        weights = floats[: 12 * m].view(4, 3, m, 1, 1, 1)
+        mean, inv_std = floats[12 * m : 12 * m + 6].view(2, 1, 3, 1, 1)
+        hue_shifts = floats[12 * m + 6 :].split(hue_sizes)
+        gray_rows, gray_channel, *hue_rows = longs.split([n_gray, n_gray, *hue_sizes])
         # Work on images (M, 3, H, W), in place where possible: on CPU, allocating a fresh
         # full-size temporary costs more than the arithmetic done with it.
         x = torch.empty((m, 3, h, w), dtype=torch.float32, device=clips.device)
         x.copy_(clips.reshape(m, h, w, 3).permute(0, 3, 1, 2)).div_(255)
 
         # "Grayscale" as the reference: one random RGB channel copied to all three.
-        rows = torch.nonzero(p["gray"]).flatten()
-        if rows.numel():
-            x[rows] = x[rows, p["channel"][rows]].unsqueeze(1)
+        if n_gray:
+            chosen = x.index_select(0, gray_rows).gather(1, gray_channel.view(-1, 1, 1, 1).expand(-1, 1, h, w))
+            x.index_copy_(0, gray_rows, chosen.expand(-1, 3, -1, -1))
 
-        # Jitter, four positions; each image applies the op its order puts at each position.
-        # Brightness, contrast and saturation are all "x = f * x + (1 - f) * reference"
-        # (reference 0, mean luma, luma), so one fused in-place update serves every image;
-        # hue is computed for just the images whose op at this position is hue.
-        orders = torch.tensor(_ORDERS, device=x.device)[p["order"]]  # (M, 4)
-        factors = p["factors"]
+        # One fused in-place update serves brightness, contrast and saturation of every
+        # image (weights 1, 0, 0 where the op at this position is another); hue is
+        # computed for just the images whose op at this position is hue.
         for position in range(4):
-            op = torch.where(p["jitter"], orders[:, position], -1)  # -1: no jitter
-            one = torch.ones(m, device=x.device)
-            scale = torch.where(op == 0, factors[:, 0], one)
-            scale = torch.where(op == 1, factors[:, 1], scale)
-            scale = torch.where(op == 2, factors[:, 2], scale).view(m, 1, 1, 1)
-            w_mean = torch.where(op == 1, 1 - factors[:, 1], 0 * one).view(m, 1, 1, 1)
-            w_luma = torch.where(op == 2, 1 - factors[:, 2], 0 * one).view(m, 1, 1, 1)
-            if bool(((op == 1) | (op == 2)).any()):
-                luma = _gray(x)  # (M, 1, H, W)
-                reference = luma.mean(dim=(2, 3), keepdim=True).mul_(w_mean)
-                reference = luma.mul_(w_luma).add_(reference)  # (M, 1, H, W)
-                x.mul_(scale).add_(reference).clamp_(0, 1)
-            else:
-                x.mul_(scale).clamp_(0, 1)
-            rows = torch.nonzero(op == 3).flatten()
-            if rows.numel():
-                x[rows] = shift_hue(x[rows], factors[rows, 3])
+            scale, w_mean, w_luma = weights[position]
+            luma = _gray(x)  # (M, 1, H, W)
+            reference = luma.mean(dim=(2, 3), keepdim=True).mul_(w_mean)
+            reference = luma.mul_(w_luma).add_(reference)  # (M, 1, H, W)
+            x.mul_(scale).add_(reference).clamp_(0, 1)
+            if hue_sizes[position]:
+                rows = hue_rows[position]
+                x.index_copy_(0, rows, shift_hue(x.index_select(0, rows), hue_shifts[position]))
 
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        inv_std = 1 / torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         x.sub_(mean).mul_(inv_std)
         return x.view(n, t, 3, h, w).permute(0, 2, 1, 3, 4).contiguous()  # (N, 3, T, H, W)
 

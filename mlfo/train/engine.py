@@ -36,13 +36,16 @@ from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, ba
 from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train import finite
+from mlfo.train.indexing import load_training_index
 from mlfo.train.metrics_log import METRICS_FILE, MetricsLogger, truncate_metrics
 from mlfo.train.optim import build_optimizer, lr_factor
+from mlfo.train.parallel import ParallelMethod, to_channels_last
+from mlfo.train.position import layout_note, restore_position, sampler_block
 from mlfo.train.seeding import derive_seed, get_rng_state, seed_everything, seed_worker, set_rng_state
 from mlfo.train.skip_report import report_unusable, write_skip_summary
 
 # Settings a resume may change without a word (where the run goes and how long it lasts).
-_RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress")
+_RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress", "train.dist_timeout_min")
 
 
 @dataclass
@@ -92,12 +95,17 @@ class Trainer:
 
     ``method_cls(cfg)`` builds the method (see ``mlfo.method``); it is built after
     seeding, with the same seed on every rank, so every rank starts from the same weights.
+    ``index``: what ``mlfo.train.indexing.index_training_data`` returned in this process.
     """
 
-    def __init__(self, cfg: Config, ctx: DistContext, method_cls, out_dir: str | Path | None = None):
+    def __init__(self, cfg: Config, ctx: DistContext, method_cls, out_dir: str | Path | None = None,
+                 index=None):
         self.cfg, self.ctx, self.device = cfg, ctx, ctx.device
+        self._index = index
         self.out_dir = Path(out_dir or cfg.train.out_dir)
         check_runtime(cfg, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed clip sizes: cuDNN times its kernels once
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / "config.yaml")
@@ -121,25 +129,12 @@ class Trainer:
     # -- building ---------------------------------------------------------------------
 
     def _build_data(self) -> None:
-        from mlfo.data.demo import ensure_demo_source
-        from mlfo.data.sources import load_index
-
         d, ctx = self.cfg.data, self.ctx
-        if not d.train:
-            raise MLFOError("data.train: no training data given (a CSV, a folder of videos or a dataset root)")
-        if ctx.is_main:
-            ensure_demo_source(d.train, generate=d.generate_demo)
+        # Every node leader indexed before joining the group (writing missing demo data first);
+        # the others read its cache, in this process (no pool forked once communicators exist).
         barrier(ctx)
-
-        def load():
-            return load_index(d.train, fmt=d.fmt, split=d.split, subset="train", split_dir=d.split_dir,
-                              backend=d.backend, progress=ctx.is_main)
-
-        # Rank 0 scans first (and writes the scan cache) so the others read the cache.
-        index = load() if ctx.is_main else None
-        barrier(ctx)
-        if index is None:
-            index = load()
+        index = self._index if self._index is not None else load_training_index(d, progress=False, workers=1)
+        self._index = None
         min_frames = self.method.min_frames
         self.records = index.usable(min_frames=min_frames)
         if ctx.is_main:
@@ -167,16 +162,7 @@ class Trainer:
                                          weight_decay=o.weight_decay, momentum=o.momentum)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
-        forward = self.method
-        if ctx.distributed:
-            # Some heads are unused in some epochs (a loss that starts late, frozen parts).
-            forward = nn.parallel.DistributedDataParallel(
-                forward, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
-        if cfg.train.compile:
-            forward = torch.compile(forward)
-        self.forward_model = forward
+        self.parallel = ParallelMethod(self.method, ctx, compile=cfg.train.compile)
 
     # -- state --------------------------------------------------------------------------
 
@@ -192,34 +178,39 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.samples_in_epoch // self.global_batch,  # batches consumed in ``epoch``
             "global_step": self.global_step,
-            "sampler": {"seed": self.cfg.train.seed, "epoch": self.epoch, "samples": self.samples_in_epoch,
-                        "batch_size": self.cfg.data.batch_size, "world_size": self.ctx.world_size},
+            "sampler": sampler_block(seed=self.cfg.train.seed, epoch=self.epoch, samples=self.samples_in_epoch,
+                                     batch_size=self.cfg.data.batch_size, world_size=self.ctx.world_size,
+                                     dataset_size=len(self.dataset)),
             "rng": rng_states,  # list indexed by rank
             "world_size": self.ctx.world_size,
             "trained_on": torch.from_numpy(self.trained_on),  # digests of the training videos' names
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
+        # The position first: a checkpoint of another data order is refused before any change.
+        epoch, samples = restore_position(state, path, seed=self.cfg.train.seed, dataset_size=len(self.dataset))
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        sampler = state["sampler"]
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.samples_in_epoch = int(sampler["samples"])
-        layout = (int(sampler["batch_size"]), int(sampler["world_size"]))
-        if layout != (self.cfg.data.batch_size, self.ctx.world_size) and self.ctx.is_main:
-            print(f"mlfo: {path} was written with {layout[0]} videos x {layout[1]} process(es) per step, "
-                  f"this run takes {self.cfg.data.batch_size} x {self.ctx.world_size}: it continues at "
-                  f"sample {self.samples_in_epoch} of epoch {self.epoch}", file=sys.stderr)
-        if self.samples_in_epoch + self.global_batch > self.steps_per_epoch * self.global_batch:
-            self.epoch, self.samples_in_epoch = self.epoch + 1, 0  # no full batch left in the epoch
+        self.epoch, self.global_step, self.samples_in_epoch = epoch, int(state["global_step"]), samples
+        note = layout_note(state, path, self.cfg.data.batch_size, self.ctx.world_size)
+        if note and self.ctx.is_main:
+            print(note, file=sys.stderr)
+        if not self._full_batch_left():
+            self.epoch, self.samples_in_epoch = self.epoch + 1, 0
         rng = state.get("rng") or []
         if state.get("world_size") == self.ctx.world_size and self.ctx.rank < len(rng):
             set_rng_state(rng[self.ctx.rank])
         elif self.ctx.is_main:
             print(f"mlfo: resuming with {self.ctx.world_size} process(es) instead of "
                   f"{state.get('world_size')}: random states start fresh", file=sys.stderr)
+
+    def _full_batch_left(self) -> bool:
+        """Whether the epoch has another full batch for every rank after the samples consumed
+        (with a changed layout, the old layout's epoch end is not this one's)."""
+        self.sampler.set_start(self.samples_in_epoch)
+        return len(self.sampler) >= self.cfg.data.batch_size
 
     def save(self, name: str) -> Path:
         """Write a checkpoint of a finite state; a non-finite one stops the run unsaved."""
@@ -282,12 +273,15 @@ class Trainer:
         lr = learning_rate(self.cfg, progress, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        forward = self.parallel.for_epoch(epoch)
         self.method.before_forward(epoch)
         x = self.method.prepare(batch, epoch, self.device)
+        if self.cfg.train.channels_last:
+            x = to_channels_last(x)  # as the weights: no layout conversion inside the convolutions
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
-            total, logs = self.forward_model(x, epoch)
+            total, logs = forward(x, epoch)
         logs = {k: f for k, v in logs.items() if (f := _plain_float(v)) is not None}
         loss, logs = self._global_mean(float(total.detach()), logs, n_local)
         if not math.isfinite(loss):
@@ -329,7 +323,7 @@ class Trainer:
                   f"({self.device.type}); run folder {self.out_dir}", file=sys.stderr, flush=True)
         logger = MetricsLogger(self.out_dir if ctx.is_main else None, tensorboard=cfg.train.tensorboard,
                                purge_step=self.global_step + 1)  # TensorBoard drops events after the resume point
-        self.forward_model.train()
+        self.method.train()
         if cfg.train.freeze_bn:
             _set_frozen_bn(self.method)
         max_steps = cfg.train.max_steps or None
@@ -366,7 +360,7 @@ class Trainer:
                     if cfg.checkpoint.every_steps and self.global_step % cfg.checkpoint.every_steps == 0:
                         self.save(ckpt_io.LAST)
                 bar.close()
-                if stop and self.samples_in_epoch + self.global_batch <= samples_per_epoch:
+                if stop and self._full_batch_left():
                     self.save(ckpt_io.LAST)
                     break
                 self.epoch, self.samples_in_epoch = epoch + 1, 0

@@ -3,6 +3,8 @@ when launched by it. The engine is generic; this is where it meets the MLFO meth
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import torch.distributed as dist
 
 from mlfo.config import Config
@@ -11,6 +13,7 @@ from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainResult
+from mlfo.train.indexing import index_training_data
 from mlfo.train.run_folder import claim_run_folder
 
 
@@ -18,7 +21,8 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
     """Run pretraining; ``resume``: None, ``"auto"`` (``out_dir/last.pt`` if present) or a
     checkpoint path; ``overwrite``: start again in a folder that holds a run. Rank 0 owns
     the run folder for the whole run (``mlfo.train.run_folder``)."""
-    ctx = init_distributed(cfg.train.device)
+    index = index_training_data(cfg)  # before the process group: see mlfo.train.indexing
+    ctx = init_distributed(cfg.train.device, timeout=timedelta(minutes=cfg.train.dist_timeout_min))
     trainer = folder = None
     ok = False
     try:
@@ -31,7 +35,7 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
         if all_reduce_min(ctx, int(refused is None)) == 0:  # every rank stops, none hangs
             raise refused or MLFOError(f"{cfg.train.out_dir}: refused by rank 0 (see its message)")
         resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
-        trainer = Trainer(cfg, ctx, MLFOMethod)
+        trainer = Trainer(cfg, ctx, MLFOMethod, index=index)
         result = trainer.fit(resume_path)
         ok = True
         return result

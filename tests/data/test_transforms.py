@@ -8,8 +8,10 @@ from PIL import Image
 from mlfo.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    _ORDERS,
     ColorAugment,
     RandomResizedCropFlip,
+    _gray,
     eval_views,
     five_crop,
     hsv_to_rgb,
@@ -18,6 +20,7 @@ from mlfo.data.transforms import (
     resize_short_side,
     resized_crop,
     rgb_to_hsv,
+    shift_hue,
     ten_crop,
     three_crop,
 )
@@ -206,11 +209,117 @@ def test_eval_crops():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_runs_on_cuda():
-    clips = _random_clips().cuda()
-    out = ColorAugment()(clips, torch.Generator(device="cuda").manual_seed(0))
-    assert out.device.type == "cuda" and out.shape == (2, 3, 6, 40, 52)
+def test_runs_on_cuda_without_a_host_synchronisation():
+    clips = _random_clips(6).cuda()
+    expected = ColorAugment()(clips.cpu(), [_gen(0), _gen(1)])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call inside raises
+    try:
+        out = ColorAugment()(clips, [_gen(0), _gen(1)])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.device.type == "cuda" and out.shape == (6, 3, 6, 40, 52)
+    assert torch.allclose(out.cpu(), expected, atol=1e-4)  # same parameters on every device
     assert RandomResizedCropFlip(16)(clips).device.type == "cuda"
+
+
+# Today's per-video colour augmentation before it was batched (mlfo 9320475), verbatim but
+# for the class around it: the batched one must give the very same numbers on CPU, since
+# ``mlfo demo`` must keep printing the same table.
+def _reference_draw(self, n, t, generator):
+    device = generator.device if generator is not None else torch.device("cpu")
+    units = n * t if self.per_frame_color else n
+
+    def rand(*shape):
+        return torch.rand(units, *shape, generator=generator, device=device)
+
+    b, c, s, h = self.strengths
+    params = {
+        "gray": rand() < self.p_gray,
+        "channel": (rand() * 3).long().clamp_(max=2),
+        "jitter": rand() < self.p_jitter,
+        "factors": torch.stack(
+            [1 + (2 * rand() - 1) * b, 1 + (2 * rand() - 1) * c, 1 + (2 * rand() - 1) * s, (2 * rand() - 1) * h], 1
+        ),
+        "order": (rand() * len(_ORDERS)).long().clamp_(max=len(_ORDERS) - 1),
+    }
+    if not self.per_frame_color:
+        params = {k: v.repeat_interleave(t, 0) for k, v in params.items()}
+    return params
+
+
+def _reference_color(self, clips, generator=None):
+    n, t, h, w, _ = clips.shape
+    m = n * t
+    p = {k: v.to(clips.device) for k, v in _reference_draw(self, n, t, generator).items()}
+    x = torch.empty((m, 3, h, w), dtype=torch.float32, device=clips.device)
+    x.copy_(clips.reshape(m, h, w, 3).permute(0, 3, 1, 2)).div_(255)
+    rows = torch.nonzero(p["gray"]).flatten()
+    if rows.numel():
+        x[rows] = x[rows, p["channel"][rows]].unsqueeze(1)
+    orders = torch.tensor(_ORDERS, device=x.device)[p["order"]]
+    factors = p["factors"]
+    for position in range(4):
+        op = torch.where(p["jitter"], orders[:, position], -1)
+        one = torch.ones(m, device=x.device)
+        scale = torch.where(op == 0, factors[:, 0], one)
+        scale = torch.where(op == 1, factors[:, 1], scale)
+        scale = torch.where(op == 2, factors[:, 2], scale).view(m, 1, 1, 1)
+        w_mean = torch.where(op == 1, 1 - factors[:, 1], 0 * one).view(m, 1, 1, 1)
+        w_luma = torch.where(op == 2, 1 - factors[:, 2], 0 * one).view(m, 1, 1, 1)
+        if bool(((op == 1) | (op == 2)).any()):
+            luma = _gray(x)
+            reference = luma.mean(dim=(2, 3), keepdim=True).mul_(w_mean)
+            reference = luma.mul_(w_luma).add_(reference)
+            x.mul_(scale).add_(reference).clamp_(0, 1)
+        else:
+            x.mul_(scale).clamp_(0, 1)
+        rows = torch.nonzero(op == 3).flatten()
+        if rows.numel():
+            x[rows] = shift_hue(x[rows], factors[rows, 3])
+    mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+    inv_std = 1 / torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+    x.sub_(mean).mul_(inv_std)
+    return x.view(n, t, 3, h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+
+@pytest.mark.parametrize("settings", [{}, {"per_frame_color": False}, {"p_gray": 0.9, "p_jitter": 0.6},
+                                      {"p_gray": 0.0, "brightness": 0.0, "hue": 0.4}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_colour_equals_todays_per_video_result_bit_for_bit(settings, threads):
+    """One call over 5 videos x 3 clips with a generator per video == 5 calls of the old
+    per-video code with the same seeds (torch.equal: every bit), also with 2 threads."""
+    aug = ColorAugment(**settings)
+    videos = _random_clips(15, 4, 32, 32, seed=3)  # 3 clips per video, 32x32 (the demo's crop)
+    seeds = [11, 7, 11, 2**40, 0]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        batched = aug._apply(videos, [_gen(s) for s in seeds])  # the one-pass form devices run
+        assert torch.equal(aug(videos, [_gen(s) for s in seeds]), batched)  # per video on CPU
+        per_video = torch.cat([_reference_color(aug, videos[3 * i : 3 * i + 3], _gen(s)) for i, s in enumerate(seeds)])
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(batched, per_video)
+    assert not torch.equal(batched[:3], batched[6:9])  # same seed, other video pixels
+    assert torch.equal(aug(videos[:3], [_gen(11)]), batched[:3])  # a video's colours ignore the batch
+
+
+def test_colour_reads_no_device_value_on_the_host():
+    """By construction: on the meta device a tensor has no values, so any host
+    synchronisation inside (``.item()``, ``bool()``, ``nonzero``, a mask index) raises. The
+    old per-video code does raise there; the batched one runs through."""
+    clips = _random_clips(6, 4, 16, 16).to("meta")
+    out = ColorAugment()(clips, [_gen(0), _gen(1)])
+    assert out.device.type == "meta" and out.shape == (6, 3, 4, 16, 16)
+    assert normalize_clips(clips).device.type == "meta"
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        _reference_color(ColorAugment(), clips, _gen(0))
+
+
+def test_colour_generators_must_split_the_clips_into_equal_groups():
+    with pytest.raises(ValueError, match="equal groups"):
+        ColorAugment()(_random_clips(4, 2, 8, 8), [_gen(0), _gen(1), _gen(2)])
 
 
 def test_fast_hue_shift_matches_hsv_round_trip():

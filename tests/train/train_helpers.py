@@ -61,3 +61,25 @@ def subprocess_env() -> dict:
 
 def mlfo_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlfo.cli", *args]
+
+
+INDEX_LOG = "indices-rank{rank}.jsonl"
+
+
+def recording_train_step(real_step):
+    """``Trainer.train_step`` that also appends this rank's video indices of the step to
+    ``out_dir/indices-rank<R>.jsonl``: which samples a run consumed, in order."""
+    import json
+
+    def train_step(self, batch, epoch, progress):
+        with open(self.out_dir / INDEX_LOG.format(rank=self.ctx.rank), "a") as f:
+            f.write(json.dumps({"epoch": epoch, "index": batch["index"].tolist()}) + "\n")
+        return real_step(self, batch, epoch, progress)
+
+    return train_step
+
+
+def read_index_log(out_dir: Path, rank: int = 0) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (out_dir / INDEX_LOG.format(rank=rank)).read_text().splitlines()]
