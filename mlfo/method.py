@@ -11,7 +11,7 @@ plus the prototype queue's):
 - ``prepare(batch, epoch, device)``: a collated batch -> the model input on the device
   (colour augmentation keyed per video, normalisation);
 - ``forward(inputs, epoch) -> (total loss, {name: float})``: one training step's loss;
-- ``before_forward(epoch)`` / ``before_optimizer_step(epoch)``: prototype rows are
+- ``before_forward(epoch, step)`` / ``before_optimizer_step(epoch)``: prototype rows are
   re-normalised before every step, and their gradient is dropped while they are frozen;
 - ``gradient_phase(epoch)``: equal for epochs whose steps reach the same parameters (DDP
   is re-wrapped where it changes, ``mlfo.train.parallel``); ``compile()``: what
@@ -51,12 +51,19 @@ def _float32(out: MLFOOutput) -> MLFOOutput:
     return dataclasses.replace(out, **{f.name: up(getattr(out, f.name)) for f in dataclasses.fields(out)})
 
 
-def build_color_augment(d: DataConfig) -> ColorAugment | None:
-    """The colour augmentation a DataConfig asks for (None when switched off)."""
+def build_color_augment(d: DataConfig, step: int | None = None) -> ColorAugment | None:
+    """The colour augmentation a DataConfig asks for at optimizer step ``step`` (0-based;
+    None: full strength), or None when switched off. With ``data.color_ramp_steps`` the
+    grayscale probability and the jitter strengths grow linearly to their values over that
+    many steps (a pure function of the step, so a resumed run draws the same colours)."""
     if not d.color_augment:
         return None
-    return ColorAugment(per_frame_color=d.per_frame_color, p_gray=d.color_p_gray, brightness=d.color_strength,
-                        contrast=d.color_strength, saturation=d.color_strength, hue=d.color_hue)
+    scale = 1.0
+    if d.color_ramp_steps > 0 and step is not None:
+        scale = min(1.0, (step + 1) / d.color_ramp_steps)
+    strength = d.color_strength * scale
+    return ColorAugment(per_frame_color=d.per_frame_color, p_gray=d.color_p_gray * scale, brightness=strength,
+                        contrast=strength, saturation=strength, hue=d.color_hue * scale)
 
 
 class MLFOMethod(nn.Module):
@@ -111,8 +118,11 @@ class MLFOMethod(nn.Module):
         with torch.autocast(inputs.device.type, enabled=False):
             return self.objective(_float32(out), epoch)
 
-    def before_forward(self, epoch: int) -> None:
+    def before_forward(self, epoch: int, step: int = 0) -> None:
+        """``step``: optimizer steps done so far in the run (for ``data.color_ramp_steps``)."""
         self.model.normalize_prototypes()
+        if self.cfg.data.color_ramp_steps > 0:
+            self.color = build_color_augment(self.cfg.data, step)
 
     def before_optimizer_step(self, epoch: int) -> None:
         if self.objective.prototypes_frozen(epoch):

@@ -49,6 +49,9 @@ class DataConfig:
     color_p_gray: float = 0.5  # probability of "grayscale" (one random channel copied)
     color_strength: float = 0.5  # brightness / contrast / saturation factors in 1 +- this
     color_hue: float = 0.25  # hue shift in +- this (fraction of a turn)
+    # Colour ramp: p_gray, strength and hue grow linearly from 0 to the values above over
+    # the first this-many optimizer steps (0: full strength from the start, the reference).
+    color_ramp_steps: int = 0
     batch_size: int = 64  # videos per process (x3 clips)
     num_workers: int = 4
     persistent_workers: bool = True
@@ -140,6 +143,7 @@ def validate(cfg: Config) -> Config:
         "optim.warmup_epochs": cfg.optim.warmup_epochs,
         "data.color_strength": cfg.data.color_strength,
         "data.color_hue": cfg.data.color_hue,
+        "data.color_ramp_steps": cfg.data.color_ramp_steps,
     }
     for key, value in non_negative.items():
         if value < 0:

@@ -25,18 +25,23 @@ def infer_graph(
     codes_b: torch.Tensor,
     threshold: float = 0.05,
     gather=all_gather_no_grad,
+    memory_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Target graph W, (b, B): local rows x global columns, rows summing to 1.
 
     Args:
-        p_ins: (b, B) instance graph softmax_j(z_A(i) . z_B(j) / tau).
+        p_ins: (b, B) instance graph softmax_j(z_A(i) . z_B(j) / tau); (b, B + M) with a
+            memory of M past videos (columns after the global batch).
         codes_a, codes_b: (b, K) Sinkhorn codes of the local clips A and B.
         threshold: entries of p_ins below it are dropped (the diagonal is always kept).
+        memory_labels: (M,) cluster of each memory video (its argmax(q_A + q_B) when stored).
     W_ij = p_ins_ij [p_ins_ij >= threshold or j is i] M_ij, with the semantic mask
     M_ij = [argmax(q_A + q_B)(i) == argmax(q_A + q_B)(j)], then row-normalised.
     """
     labels = (codes_a + codes_b).argmax(dim=1)  # (b,) cluster of each local video
     all_labels, offset = gather_global(labels, gather)  # (B,)
+    if memory_labels is not None:
+        all_labels = torch.cat([all_labels, memory_labels.to(all_labels)])  # (B + M,)
     b = labels.shape[0]
     rows = torch.arange(b, device=p_ins.device)
     keep = p_ins >= threshold
@@ -53,6 +58,7 @@ def graph_loss(
     tau: float = 0.07,
     reduction: str = "reference",
     gather=all_gather_with_grad,
+    memory_keys: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft cross-entropy of softmax_j(g_A(i) . g_B(j) / tau) against the target graph.
 
@@ -63,12 +69,18 @@ def graph_loss(
             the reference implementation; it equals "per_anchor" / B, so its effective
             weight shrinks as the global batch B grows (1/256 at 4 x 64).
             "per_anchor" = sum over j, mean over anchors i (batch-size independent).
+        memory_keys: (M, C) detached graph embeddings of past clips B: extra columns of
+            the softmax (the target then has B + M columns). "reference" still divides by
+            B, so a memory adds neighbours without also shrinking the term.
     """
     if reduction not in GRAPH_REDUCTIONS:
         raise ValueError(f"graph_loss: reduction must be one of {GRAPH_REDUCTIONS}, got {reduction!r}")
     keys = gather(g_b)  # (B, C)
-    log_prob = F.log_softmax(at_least_float32(g_a @ keys.t()) / tau, dim=1)  # (b, B)
+    n_batch = keys.shape[0]
+    if memory_keys is not None:
+        keys = torch.cat([keys, memory_keys.detach().to(keys)])  # (B + M, C)
+    log_prob = F.log_softmax(at_least_float32(g_a @ keys.t()) / tau, dim=1)  # (b, B [+ M])
     per_anchor = -(target * log_prob).sum(dim=1).mean()
     if reduction == "per_anchor":
         return per_anchor
-    return per_anchor / keys.shape[0]  # = mean over local rows x global columns
+    return per_anchor / n_batch  # = mean over local rows x global columns

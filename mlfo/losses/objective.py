@@ -25,9 +25,10 @@ import torch
 import torch.nn as nn
 
 from mlfo.errors import MLFOError
+from mlfo.losses._numerics import at_least_float32
 from mlfo.losses.graph import GRAPH_REDUCTIONS, graph_loss, infer_graph
 from mlfo.losses.instance import contrast_with_negatives
-from mlfo.losses.motion import motion_contrast
+from mlfo.losses.motion import REVERSED_SOURCES, motion_contrast
 from mlfo.losses.prototypes import EmbeddingQueue, prototype_codes, swapped_prediction
 from mlfo.losses.timestamp import timestamp_matching
 from mlfo.distributed import all_gather_no_grad, all_gather_with_grad
@@ -51,6 +52,11 @@ class ObjectiveConfig:
     graph_start: int = 50  # epoch from which the graph constraint is on (Kinetics: 20)
     graph_threshold: float = 0.05
     graph_reduction: Literal["reference", "per_anchor"] = "reference"
+    # Past videos the graph target also covers (0 = the current global batch only, the
+    # reference). At 16 videos per step the target is ~the identity (graph/neighbours ~1);
+    # a memory of the last N videos' high clip embeddings, graph embeddings and clusters
+    # gives each anchor candidates that can pass the threshold and the cluster mask.
+    graph_memory: int = 0
     freeze_prototypes_epochs: int = 1  # the engine drops prototype gradients before this epoch
     # weights: a level's weight multiplies its contrast and its timestamp-matching term
     weight_high: float = 1.0
@@ -66,6 +72,13 @@ class ObjectiveConfig:
     motion_low: bool = True  # L_low
     motion_mid: bool = True  # L_mid
     reversed_negatives: bool = True  # reversed clips as hard negatives in L_low / L_mid
+    # Which reversed clips: "both" clips of the anchor's video (reference), or only the
+    # reversed "positive" (same colours as the positive: only time order tells them apart).
+    reversed_negative_source: Literal["both", "positive", "anchor"] = "both"
+    # Epoch from which the reversed clips join L_low / L_mid (0 = from the start, the
+    # reference); before it the motion contrast is plain instance contrast, so colour
+    # invariance can be learned before the hard negatives ask for time order.
+    reversed_negatives_start: int = 0
     timestamp_low: bool = True  # L_fine_low
     timestamp_mid: bool = True
     timestamp_high: bool = True
@@ -81,9 +94,12 @@ class ObjectiveConfig:
         for key in ("tau", "proto_tau", "sinkhorn_eps"):
             check(key, getattr(self, key) > 0, "must be > 0")
         check("sinkhorn_iters", self.sinkhorn_iters >= 1, "must be >= 1")
-        for key in ("queue_length", "queue_start", "graph_start", "freeze_prototypes_epochs"):
+        for key in ("queue_length", "queue_start", "graph_start", "freeze_prototypes_epochs",
+                    "reversed_negatives_start", "graph_memory"):
             check(key, getattr(self, key) >= 0, "must be >= 0")
         check("graph_threshold", 0 <= self.graph_threshold <= 1, "must be in [0, 1]")
+        check("reversed_negative_source", self.reversed_negative_source in REVERSED_SOURCES,
+              f"must be one of {', '.join(REVERSED_SOURCES)}")
         check("graph_reduction", self.graph_reduction in GRAPH_REDUCTIONS,
               f"must be one of {', '.join(GRAPH_REDUCTIONS)}")
         for field in dataclasses.fields(self):
@@ -127,6 +143,8 @@ class MLFOObjective(nn.Module):
         self.num_prototypes = num_prototypes
         self.gather = gather
         self.queue = EmbeddingQueue(self.cfg.queue_length, dim=0, views=2)
+        if self.cfg.graph_memory > 0:  # only then: reference checkpoints keep their keys
+            self.graph_memory = EmbeddingQueue(self.cfg.graph_memory, dim=0, views=1)
 
     # ---- schedule, for the engine ----
     def prototypes_frozen(self, epoch: int) -> bool:
@@ -167,6 +185,7 @@ class MLFOObjective(nn.Module):
                     _, _, p_ins = contrast_with_negatives(z[A], z[B], cfg.tau, self._no_grad_gather)
 
         # (b) motion contrast on low / mid, with the reversed clips as hard negatives
+        hard_negatives = cfg.reversed_negatives and epoch >= cfg.reversed_negatives_start
         for level in ("low", "mid"):
             if not getattr(cfg, f"motion_{level}"):
                 continue
@@ -175,8 +194,11 @@ class MLFOObjective(nn.Module):
             if cfg.reversed_negatives and reversed_clips is None:
                 raise MLFOError("objective.reversed_negatives: on, but the model output has no reversed "
                                 f"{level} clips (build MLFOModel with reversed_copies=cfg.uses_reversed_clips())")
+            if not hard_negatives:
+                reversed_clips = None  # before reversed_negatives_start: plain instance contrast
             rev_a, rev_b = (None, None) if reversed_clips is None else (reversed_clips[A], reversed_clips[B])
-            loss, acc = motion_contrast(z[A], z[B], rev_a, rev_b, cfg.tau, self.gather)
+            loss, acc = motion_contrast(z[A], z[B], rev_a, rev_b, cfg.tau, self.gather,
+                                        source=cfg.reversed_negative_source)
             terms[f"loss/{level}"], terms[f"acc/{level}"] = loss, acc
             weighted.append(cfg.weight(level) * loss)
 
@@ -208,13 +230,24 @@ class MLFOObjective(nn.Module):
                 raise MLFOError(f"objective.graph_start: the graph loss is on from epoch "
                                 f"{cfg.graph_start} but the model output has no graph embeddings "
                                 "(call the model with with_graph=objective.graph_active(epoch))")
-            target = infer_graph(p_ins, codes[A], codes[B], cfg.graph_threshold, self._no_grad_gather)
+            memory = self._graph_memory_parts(out) if cfg.graph_memory > 0 else None
+            labels = None
+            if memory is not None:
+                p_ins, labels = self._instance_graph_with_memory(out, memory), memory["labels"]
+            target = infer_graph(p_ins, codes[A], codes[B], cfg.graph_threshold, self._no_grad_gather,
+                                 memory_labels=labels)
             for level in cfg.graph_levels():
                 g = out.graph[level]  # (3, b, C)
-                loss = graph_loss(g[A], g[B], target, cfg.tau, cfg.graph_reduction, self.gather)
+                loss = graph_loss(g[A], g[B], target, cfg.tau, cfg.graph_reduction, self.gather,
+                                  memory_keys=None if memory is None else memory[level])
                 terms[f"loss/graph_{level}"] = loss
                 weighted.append(cfg.graph_weight(level) * loss)
             terms["graph/neighbours"] = (target > 0).sum(dim=1).float().mean()
+            if memory is not None:
+                n_memory = memory["labels"].shape[0]
+                terms["graph/neighbours_memory"] = (target[:, target.shape[1] - n_memory:] > 0).sum(dim=1).float().mean()
+                terms["graph/memory_size"] = target.new_tensor(float(n_memory))
+                self._push_graph_memory(out, codes)
 
         if not weighted:
             raise MLFOError("objective: every loss component is switched off")
@@ -226,6 +259,36 @@ class MLFOObjective(nn.Module):
         dtype = torch.promote_types(total.dtype, torch.float32)
         values = torch.stack([terms[name].detach().to(dtype).reshape(()) for name in names]).tolist()
         return total, dict(zip(names, values))  # one device sync for all logs
+
+    # ---- graph memory (objective.graph_memory > 0) ----
+    def _graph_memory_parts(self, out) -> dict[str, torch.Tensor]:
+        """The memory split into its parts: "high_b" (M, C) high clip embeddings of clip B,
+        one (M, C) graph embedding per graph level, "labels" (M,) clusters."""
+        rows = self.graph_memory.valid()[0]  # (M, D)
+        c = out.clip["high"].shape[-1]
+        names = ["high_b", *self.cfg.graph_levels()]
+        if rows.shape[0] == 0 or rows.shape[1] != c * len(names) + 1:
+            empty = out.clip["high"].new_zeros(0, c)
+            return {**{n: empty for n in names}, "labels": empty.new_zeros(0, dtype=torch.long)}
+        parts = {n: rows[:, i * c:(i + 1) * c] for i, n in enumerate(names)}
+        parts["labels"] = rows[:, -1].round().long()
+        return parts
+
+    @torch.no_grad()
+    def _instance_graph_with_memory(self, out, memory: dict) -> torch.Tensor:
+        """(b, B + M) softmax_j(z_A(i) . [z_B of the global batch; memory] / tau)."""
+        z = out.clip["high"]
+        keys = torch.cat([self._no_grad_gather(z[B]), memory["high_b"].to(z)])
+        return torch.softmax(at_least_float32(z[A].detach()) @ at_least_float32(keys).t() / self.cfg.tau, dim=1)
+
+    @torch.no_grad()
+    def _push_graph_memory(self, out, codes: torch.Tensor) -> None:
+        """Store this global batch: z_B (high), g_B of every graph level, cluster label."""
+        labels = (codes[A] + codes[B]).argmax(dim=1).to(out.clip["high"].dtype)
+        parts = [out.clip["high"][B], *(out.graph[level][B] for level in self.cfg.graph_levels()),
+                 labels[:, None]]
+        rows = self._no_grad_gather(torch.cat([p.detach() for p in parts], dim=1))
+        self.graph_memory.push(rows.unsqueeze(0))
 
     @torch.no_grad()
     def _codes(self, out, epoch: int) -> torch.Tensor:

@@ -274,7 +274,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         forward = self.parallel.for_epoch(epoch)
-        self.method.before_forward(epoch)
+        self.method.before_forward(epoch, self.global_step)
         x = self.method.prepare(batch, epoch, self.device)
         if self.cfg.train.channels_last:
             x = to_channels_last(x)  # as the weights: no layout conversion inside the convolutions

@@ -18,16 +18,18 @@ def dot(u, v):
     return sum(float(a) * float(b) for a, b in zip(u, v))
 
 
-def brute_info_nce(z_a, z_b, tau, rev_a=None, rev_b=None):
+def brute_info_nce(z_a, z_b, tau, rev_a=None, rev_b=None, source="both"):
     """Loop version of method.md §3a/b: loss, accuracy."""
     n = len(z_a)
     total, hits = 0.0, 0
     for v in range(n):
-        for anchor, positive in ((z_a[v], z_b[v]), (z_b[v], z_a[v])):
+        for anchor, positive, own, other in ((z_a[v], z_b[v], "a", "b"), (z_b[v], z_a[v], "b", "a")):
             pos = dot(anchor, positive)
             negs = [dot(anchor, z[u]) for u in range(n) if u != v for z in (z_a, z_b)]
             if rev_a is not None:
-                negs += [dot(anchor, rev_a[v]), dot(anchor, rev_b[v])]
+                reversed_of = {"a": rev_a[v], "b": rev_b[v]}
+                picks = {"both": ("a", "b"), "positive": (other,), "anchor": (own,)}[source]
+                negs += [dot(anchor, reversed_of[k]) for k in picks]
             denominator = math.exp(pos / tau) + sum(math.exp(s / tau) for s in negs)
             total += -math.log(math.exp(pos / tau) / denominator)
             hits += pos > max(negs, default=-math.inf)
@@ -101,6 +103,32 @@ def test_motion_contrast_matches_loops_and_uses_reversed_negatives():
     assert hard.item() > easy.item() + 0.5
     assert hard.item() == pytest.approx(brute_info_nce(z, z, 0.1, z, z)[0], rel=1e-10)
     assert hard_acc.item() == 0.0  # a tie with the reversed copy is not a hit
+
+
+@pytest.mark.parametrize("source", ["both", "positive", "anchor"])
+def test_motion_contrast_reversed_negative_source_matches_loops(source):
+    z_a, z_b, rev_a, rev_b = (unit(4, 6, seed=s) for s in range(30, 34))
+    loss, acc = motion_contrast(z_a, z_b, rev_a, rev_b, tau=0.1, source=source)
+    ref_loss, ref_acc = brute_info_nce(z_a, z_b, 0.1, rev_a, rev_b, source=source)
+    assert loss.item() == pytest.approx(ref_loss, rel=1e-10)
+    assert acc.item() == pytest.approx(ref_acc)
+
+
+def test_reversed_positive_ignores_the_anchors_own_reversal():
+    # Clip A's reversal identical to A (it kept A's colours: a motion-blind encoder), B's
+    # reversal far from everything. The reference ("both") gives every anchor rev(A), a
+    # tie it cannot win; with source="positive" anchor A meets only rev(B) (far) and
+    # anchor B only rev(A).
+    z = torch.eye(8, dtype=torch.float64)[:4]
+    far = -z
+    both, both_acc = motion_contrast(z, z.clone(), z.clone(), far, tau=0.1, source="both")
+    positive, positive_acc = motion_contrast(z, z.clone(), z.clone(), far, tau=0.1, source="positive")
+    anchor, _ = motion_contrast(z, z.clone(), z.clone(), far, tau=0.1, source="anchor")
+    assert both_acc.item() == 0.0 and positive_acc.item() == 0.5
+    assert positive.item() == pytest.approx(anchor.item())  # A, B swap roles: same total
+    assert both.item() > positive.item()
+    with pytest.raises(ValueError, match="source"):
+        motion_contrast(z, z, z, z, source="other")
 
 
 def test_motion_contrast_gradient_reaches_reversed_embeddings():

@@ -83,3 +83,27 @@ def test_graph_loss_rejects_unknown_reduction():
     g = unit(2, 3)
     with pytest.raises(ValueError, match="reduction"):
         graph_loss(g, g, torch.eye(2, dtype=torch.float64), reduction="sum")
+
+
+def test_graph_memory_adds_columns_and_keeps_the_batch_normalisation():
+    n, m = 4, 3
+    g_a, g_b, mem = unit(n, 4, seed=10), unit(n, 4, seed=11), unit(m, 4, seed=12)
+    w = torch.softmax(torch.randn(n, n + m, generator=torch.Generator().manual_seed(13),
+                                  dtype=torch.float64), dim=1)
+    logits = g_a @ torch.cat([g_b, mem]).t() / 0.07
+    expected = -(w * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    torch.testing.assert_close(graph_loss(g_a, g_b, w, 0.07, "per_anchor", memory_keys=mem), expected)
+    torch.testing.assert_close(graph_loss(g_a, g_b, w, 0.07, "reference", memory_keys=mem), expected / n)
+    # no gradient into the memory
+    mem_grad, g_a_grad = mem.clone().requires_grad_(True), g_a.clone().requires_grad_(True)
+    graph_loss(g_a_grad, g_b, w, 0.07, memory_keys=mem_grad).backward()
+    assert mem_grad.grad is None and g_a_grad.grad.abs().sum() > 0
+
+
+def test_infer_graph_masks_memory_columns_by_their_stored_cluster():
+    codes = torch.eye(2, dtype=torch.float64)  # batch videos in clusters 0 and 1
+    p_ins = torch.full((2, 5), 0.2, dtype=torch.float64)  # 2 batch + 3 memory columns
+    w = infer_graph(p_ins, codes, codes, threshold=0.1, memory_labels=torch.tensor([0, 1, 0]))
+    assert (w[0] > 0).tolist() == [True, False, True, False, True]
+    assert (w[1] > 0).tolist() == [False, True, False, True, False]
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(2, dtype=torch.float64))

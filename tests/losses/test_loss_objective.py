@@ -82,6 +82,24 @@ def test_reversed_negatives_switch_and_model_without_reversed_clips():
     assert objective_config().uses_reversed_clips() is True
 
 
+def test_reversed_negatives_start_and_source_switches():
+    _, logs, _ = evaluate()
+    _, plain_logs, _ = evaluate(objective_config(reversed_negatives=False))
+    # before reversed_negatives_start the motion contrast has no reversed clips
+    _, early, _ = evaluate(objective_config(reversed_negatives_start=EPOCH + 1))
+    _, on_time, _ = evaluate(objective_config(reversed_negatives_start=EPOCH))
+    assert early["loss/low"] == pytest.approx(plain_logs["loss/low"], rel=1e-12)
+    assert on_time["loss/low"] == pytest.approx(logs["loss/low"], rel=1e-12)
+    # one reversed negative instead of two: between plain and the reference
+    _, positive, _ = evaluate(objective_config(reversed_negative_source="positive"))
+    for level in ("low", "mid"):
+        assert plain_logs[f"loss/{level}"] < positive[f"loss/{level}"] < logs[f"loss/{level}"]
+    with pytest.raises(MLFOError, match="reversed_negative_source"):
+        objective_config(reversed_negative_source="nope")
+    with pytest.raises(MLFOError, match="reversed_negatives_start"):
+        objective_config(reversed_negatives_start=-1)
+
+
 def test_switched_off_components_do_no_work():
     """Components that are off never touch their inputs (here: removed from the output)."""
     out = TinyMLFO()(objective_inputs(8)[0])
@@ -112,6 +130,32 @@ def test_schedule_graph_and_queue():
     out.graph = {}
     with pytest.raises(MLFOError, match="objective.graph_start"):
         evaluate(out=out)
+
+
+def test_graph_memory_gives_neighbours_beyond_the_batch_and_resumes():
+    model = TinyMLFO()
+    steps = objective_inputs(8, steps=3)
+    cfg = objective_config(graph_memory=16, graph_threshold=0.0)  # keep every same-cluster entry
+    objective = MLFOObjective(cfg, num_prototypes=7)
+    reference = MLFOObjective(objective_config(graph_threshold=0.0), num_prototypes=7)
+    for x in steps:
+        out = model(x)
+        _, logs = objective(out, EPOCH)
+        _, ref_logs = reference(out, EPOCH)
+    assert "graph_memory.embeddings" not in reference.state_dict()  # default: no new state
+    assert logs["graph/memory_size"] == 16 and int(objective.graph_memory.count) == 16
+    assert logs["graph/neighbours"] > ref_logs["graph/neighbours"]
+    assert logs["graph/neighbours_memory"] == pytest.approx(logs["graph/neighbours"] - ref_logs["graph/neighbours"])
+    state = objective.state_dict()
+    assert state["graph_memory.embeddings"].shape == (1, 16, 4 * 5 + 1)  # z_B + 3 graph levels + label
+    resumed = MLFOObjective(cfg, num_prototypes=7)
+    resumed.load_state_dict(state)
+    torch.testing.assert_close(resumed.graph_memory.valid(), objective.graph_memory.valid())
+    # an empty memory (first graph step) is the reference objective
+    first = model(steps[0])
+    fresh, _ = MLFOObjective(cfg, num_prototypes=7)(first, EPOCH)
+    plain, _ = MLFOObjective(objective_config(graph_threshold=0.0), num_prototypes=7)(first, EPOCH)
+    assert fresh.item() == pytest.approx(plain.item(), rel=1e-9)
 
 
 def test_queue_changes_codes_and_is_in_the_state_dict():

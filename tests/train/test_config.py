@@ -126,3 +126,29 @@ def test_colour_strength_keys_reach_the_augmentation(tmp_path):
     assert (color.p_gray, *color.strengths) == (0.2, 0.3, 0.3, 0.3, 0.1)
     assert color.per_frame_color is True  # the reference default of the preset
     assert build_color_augment(load_config("demo_cpu").data) is None  # the demo switches colour off
+
+
+def test_color_ramp_scales_every_strength_linearly():
+    from mlfo.method import build_color_augment
+
+    ramped = load_config("ucf101_r3d18", ["data.color_ramp_steps=100"]).data
+    full = build_color_augment(ramped)  # no step: full strength
+    assert (full.p_gray, *full.strengths) == (0.5, 0.5, 0.5, 0.5, 0.25)
+    assert build_color_augment(ramped, step=-1).strengths == (0.0, 0.0, 0.0, 0.0)
+    half = build_color_augment(ramped, step=49)
+    assert half.p_gray == pytest.approx(0.25) and half.strengths == pytest.approx((0.25, 0.25, 0.25, 0.125))
+    assert build_color_augment(ramped, step=500).strengths == full.strengths
+    reference = load_config("ucf101_r3d18").data  # default 0: no ramp
+    assert build_color_augment(reference, step=0).strengths == full.strengths
+    with pytest.raises(MLFOError, match="data.color_ramp_steps"):
+        load_config("ucf101_r3d18", ["data.color_ramp_steps=-1"])
+
+
+def test_color_ramp_reaches_the_method_each_step():
+    from mlfo.method import MLFOMethod
+
+    method = MLFOMethod(load_config("demo_cpu", ["data.color_augment=true", "data.color_ramp_steps=10"]))
+    method.before_forward(0, 4)
+    assert method.color.strengths == pytest.approx((0.25, 0.25, 0.25, 0.125))
+    method.before_forward(3, 50)
+    assert method.color.strengths == pytest.approx((0.5, 0.5, 0.5, 0.25))
