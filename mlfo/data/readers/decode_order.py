@@ -130,6 +130,9 @@ class DecodeOrderReading:
         except av.FFmpegError as err:
             self.close()
             raise VideoDecodeError(f"{self.path}: cannot decode ({short(err)})") from None
+        if self._order.num_frames == 0:
+            self.close()
+            raise VideoDecodeError(f"{self.path}: video stream has no frames that decode")
         self.order = "decode"
         self.damaged_frame = None  # the scan decoded every frame there is
         self._pts = None

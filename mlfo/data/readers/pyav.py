@@ -125,6 +125,8 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         if self._threads != 1:
             self._stream.thread_type = "AUTO"
             self._stream.thread_count = self._threads
+        else:  # FFmpeg's default (0) starts a thread per core for every decoder opened
+            self._stream.codec_context.thread_count = 1
         self._frames: Iterator | None = None  # live decode iterator, or None after EOF/seek
         self._next_index: int | None = 0  # index of the frame the live iterator returns next (at least)
 
@@ -179,9 +181,6 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         if self._needs_decode_order(missing_pts, packed, pts):
             self._scan_decode_order()
             self.num_frames = self._order.num_frames
-            if self.num_frames == 0:
-                self.close()
-                raise VideoDecodeError(f"{self.path}: video stream has no frames")
         else:
             self._skips.enabled = self._threads == 1 and self._stream.codec_context.name in SKIP_NONREF_CODECS
             self._frames = None  # the first read seeks to its keyframe
@@ -192,9 +191,8 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             return "no timestamps"
         if packed:
             return "packed B-frames"
-        # A decoder that reorders frames (B-frames) but packet timestamps that never go back:
-        # they are decode times, not presentation times (AVI stores none), e.g. H.264 in AVI,
-        # whose decoded frames then come out stamped 1, 4, 3, 5, 2, ...
+        # B-frames, yet packet timestamps that never go back: decode times (AVI stores no
+        # presentation times; H.264 in AVI decodes to frames stamped 1, 4, 3, 5, 2, ...).
         if self._stream.codec_context.has_b_frames and len(pts) > 1 and all(a < b for a, b in zip(pts, pts[1:])):
             return "B-frames with decode timestamps"
         return ""
@@ -385,9 +383,10 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
     def _to_tensor(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> torch.Tensor:
         height, width = size or (self.height, self.width)
         if frame.width != width or frame.height != height:  # a reduced size, or a mid-stream size change
-            array = frame.to_ndarray(format="rgb24", width=width, height=height)
-        else:
-            array = frame.to_ndarray(format="rgb24")
+            # Scale in YUV, then convert: measured 4x faster than swscale's one-pass scaled RGB
+            # path, which also darkens by ~1 level.
+            frame = frame.reformat(width=width, height=height)
+        array = frame.to_ndarray(format="rgb24")
         return torch.from_numpy(array)  # (H, W, 3) uint8
 
     def close(self) -> None:
