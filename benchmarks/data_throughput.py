@@ -1,31 +1,39 @@
-"""Data throughput per worker process: MLFO pretraining samples per second.
+"""Data throughput per worker process: MLFO pretraining samples per second, and per core.
 
 One sample = decode one video's 2T-frame span, cut clips A, B and G (method.md §1), random
-resized crop + flip to 112x112 per clip, random grayscale + colour jitter, normalise.
-Measured in one process on one thread (a DataLoader worker's share of a core) for
+resized crop + flip to 112x112 per clip (in the DataLoader worker); "+ colour, CPU" adds
+random grayscale + colour jitter + normalisation on the same core (in training it runs
+batched on the device). Measured in one process for
 
-- mlfo on H.264 mp4 files (PyAV backend; torchcodec too when it imports), and on the
-  same videos as MPEG-4 .avi (UCF101's codec and container),
-- mlfo on JPEG frame folders (``frames`` backend),
-- the reference implementation's way: JPEG frame folders, every frame opened with PIL and
-  resized to 200x150 (ignoring the aspect ratio), then per-frame Python transforms (PIL
-  crop + resize, flip, channel-copy grayscale, colour jitter in random order, to tensor,
-  normalise), written out below as ``reference_sample``.
+- mlfo on H.264 mp4 files and on the same videos as MPEG-4 .avi (UCF101's codec and
+  container): PyAV single-threaded (the default); "pyav earlier": the same reader without
+  its speed-ups (``earlier_reader`` below: the before/after of one run); PyAV with 2
+  decoder threads; PyAV with the opt-in ``decode_size`` (frames scaled in the decoder's
+  swscale before the crop); torchcodec (CPU) when it imports; ``--hd`` adds 1280x720
+  H.264 files;
+- mlfo on JPEG frame folders (``frames`` backend) and the reference implementation's way:
+  JPEG frame folders, every frame opened with PIL and resized to 200x150 (ignoring the
+  aspect ratio), then per-frame Python transforms (``reference_sample`` below).
+
+Each row reports samples per wall second and samples per CPU second of the process (the
+rate per core, threads included: what 16 workers on 16 cores would each deliver if
+nothing else limits them).
 
 Data: the demo dataset re-rendered at 320x240 with enough frames for T=16 at rate 3,
 plus the same videos as MPEG-4 .avi and as JPEG frame dumps (``image_00001.jpg``...),
 created on first run under ``--work-dir`` and reused after. Printed last: the ratio of
-our video-file path to the reference frame-folder path (target: >= 2x), with colour
-augmentation on the training device (mlfo's design: DataLoader workers only decode,
-sample and crop) and with colour on the same CPU core as well.
+our video-file path to the reference frame-folder path, per core.
 
-    python benchmarks/data_throughput.py            # ~1.5 min (+1 min the first time: data)
-    python benchmarks/data_throughput.py --quick    # ~25 s
+    python benchmarks/data_throughput.py                  # ~2.5 min (+1 min the first time: data)
+    python benchmarks/data_throughput.py --quick          # ~45 s
+    python benchmarks/data_throughput.py --quick --no-reference   # video rows only
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import math
 import os
 import random
@@ -40,12 +48,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
 
+from mlfo.data import datasets  # noqa: E402
 from mlfo.data.datasets import ThreeClipDataset  # noqa: E402
-from mlfo.data.demo import generate_demo_dataset  # noqa: E402
+from mlfo.data.demo import generate_demo_dataset, write_mp4  # noqa: E402
 from mlfo.data.sampling import sample_mlfo_indices  # noqa: E402
 from mlfo.data.sources import VideoRecord  # noqa: E402
 from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ColorAugment  # noqa: E402
-from mlfo.data.readers import open_video  # noqa: E402
+from mlfo.data.readers import open_video, pyav  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- data
@@ -76,6 +85,24 @@ def prepare_data(work_dir: Path, videos_per_class: int, num_frames: int) -> tupl
             done.touch()
         folders.append(folder)
     return videos, avis, folders
+
+
+def prepare_hd(work_dir: Path, count: int, num_frames: int) -> list[Path]:
+    """1280x720 H.264 mp4 files of a panning texture (the demo renderer is too slow at 720p)."""
+    folder = work_dir / "mp4_1280x720"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(count):
+        path = folder / f"hd{k:02d}.mp4"
+        if not path.exists():
+            rng = np.random.default_rng(k)
+            coarse = rng.integers(0, 256, size=(720 // 16 + num_frames, 1280 // 16 + num_frames, 3), dtype=np.uint8)
+            texture = np.kron(coarse, np.ones((16, 16, 1), np.uint8))
+            frames = np.stack([texture[2 * t: 2 * t + 720, 3 * t: 3 * t + 1280] for t in range(num_frames)])
+            write_mp4(path.with_suffix(".tmp.mp4"), frames, fps=25, crf=23)
+            path.with_suffix(".tmp.mp4").rename(path)
+        paths.append(path)
+    return paths
 
 
 def write_mpeg4_avi(path: Path, frames: np.ndarray) -> None:
@@ -172,33 +199,62 @@ def reference_sample(folder: Path, clip_len: int, r_max: float, crop: int, rng: 
     return torch.stack(clips)
 
 
+@contextlib.contextmanager
+def earlier_reader(active: bool):
+    """The PyAV reader as it decoded before this benchmark's speed-ups: every frame decoded
+    (no skip of unwanted non-reference frames), FFmpeg's stream probe decoding the first
+    frame, and FFmpeg's default decoder thread count (a thread per core). Same frames out."""
+    if not active:
+        yield
+        return
+    skim, codecs, real_open = pyav.SKIM, pyav.SKIP_NONREF_CODECS, pyav.PyAVReader._open
+
+    def default_threads_open(self, skim=True):
+        real_open(self, skim)
+        if self._threads == 1:
+            self._stream.codec_context.thread_count = 0
+
+    pyav.SKIM, pyav.SKIP_NONREF_CODECS, pyav.PyAVReader._open = None, (), default_threads_open
+    try:
+        yield
+    finally:
+        pyav.SKIM, pyav.SKIP_NONREF_CODECS, pyav.PyAVReader._open = skim, codecs, real_open
+
+
 # ----------------------------------------------------------------------------- timing
-def measure_interleaved(pipelines: list, count: int, seconds: float, rounds: int = 5) -> list[float]:
-    """Median samples/s of each pipeline over ``rounds`` short turns taken in rotation, so
-    that load from other processes on the machine hits every pipeline alike."""
+def measure_interleaved(pipelines: list, count: int, seconds: float, rounds: int = 5) -> list[tuple[float, float]]:
+    """(samples per wall second, samples per CPU second) of each pipeline: medians over
+    ``rounds`` short turns taken in rotation, so that load from other processes on the
+    machine hits every pipeline alike. CPU time counts every thread of this process, so
+    samples per CPU second is the rate per core, also for threaded decoding."""
     for *_, run_one in pipelines:  # warm-up: imports, first-open costs
         run_one(0)
         run_one(1)
-    rates = [[] for _ in pipelines]
+    wall_rates = [[] for _ in pipelines]
+    cpu_rates = [[] for _ in pipelines]
     position = [0] * len(pipelines)
     for _ in range(rounds):
         for k, (*_, run_one) in enumerate(pipelines):
-            done, start = 0, time.perf_counter()
+            done, start, cpu = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - start < seconds / rounds:
                 run_one(position[k] % count)
                 position[k] += 1
                 done += 1
-            rates[k].append(done / (time.perf_counter() - start))
-    return [float(np.median(r)) for r in rates]
+            wall_rates[k].append(done / (time.perf_counter() - start))
+            cpu_rates[k].append(done / max(time.process_time() - cpu, 1e-9))
+    return [(float(np.median(w)), float(np.median(c))) for w, c in zip(wall_rates, cpu_rates)]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per pipeline instead of 10")
     parser.add_argument("--seconds", type=float, default=None, help="timing per pipeline (default 10, quick 3)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the frame-folder and reference pipelines")
     parser.add_argument("--clip-len", type=int, default=16)
     parser.add_argument("--r-max", type=float, default=3)
     parser.add_argument("--crop", type=int, default=112)
+    parser.add_argument("--decode-size", type=int, default=160, help="short side of the opt-in decode_size rows")
+    parser.add_argument("--hd", action="store_true", help="also 1280x720 H.264 files, exact and decode_size")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "mlfo_bench_data")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -215,53 +271,77 @@ def main(argv=None) -> int:
     color = ColorAugment(per_frame_color=True)
     generator = torch.Generator().manual_seed(0)
 
-    def ours(paths, backend, with_color):
+    def ours(paths, backend, with_color, decode_size=None, threads=1, earlier=False):
         records = [VideoRecord(str(p), num_frames, 25.0, 320, 240) for p in paths]
-        ds = ThreeClipDataset(records, clip_len=args.clip_len, r_max=args.r_max, crop_size=args.crop, backend=backend)
+        options = {"decode_size": decode_size} if decode_size else {}
+        ds = ThreeClipDataset(records, clip_len=args.clip_len, r_max=args.r_max, crop_size=args.crop,
+                              backend=backend, **options)
 
         def run_one(i):
-            item = ds[i]  # raises for a file the backend cannot read
+            if threads != 1:  # the dataset opens readers single-threaded; this row asks for more
+                datasets.open_video = lambda path, backend: open_video(path, backend, threads=threads)
+            try:
+                with earlier_reader(earlier):
+                    item = ds[i % len(ds)]  # raises for a file the backend cannot read
+            finally:
+                datasets.open_video = open_video
             # In training colour runs batched on the training device; here on this core.
             return color(item["clips"], generator) if with_color else item["clips"]
 
         return run_one
 
+    has_decode_size = "decode_size" in inspect.signature(ThreeClipDataset).parameters
     rng = np.random.default_rng(0)
     random.seed(0)
-    backends = [("pyav", "mp4 (H.264)", videos)]
-    try:
-        import torchcodec  # noqa: F401
-
-        open_video(videos[0], "torchcodec").close()
-        backends.append(("torchcodec", "mp4 (H.264)", videos))
-    except Exception as err:  # noqa: BLE001
-        print(f"(torchcodec skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})\n")
-    backends.append(("pyav", "avi (MPEG-4)", avis))
-    backends.append(("frames", "JPEG folders", folders))
+    crop = "crop+flip (worker)"
     pipelines = []
-    for backend, source, paths in backends:
-        pipelines.append(("mlfo", backend, source, "crop+flip (worker)", ours(paths, backend, False)))
-        pipelines.append(("mlfo", backend, source, "+ colour, CPU", ours(paths, backend, True)))
-    pipelines.append(
-        ("reference", "PIL per frame", "JPEG folders", "crop+flip+colour",
-         lambda i: reference_sample(folders[i], args.clip_len, args.r_max, args.crop, rng))
-    )
+    sources = [("mp4 (H.264)", videos), ("avi (MPEG-4)", avis)]
+    if args.hd:
+        sources.append(("mp4 1280x720", prepare_hd(args.work_dir, 4, num_frames)))
+    for source, paths in sources:
+        pipelines.append(("mlfo", "pyav", source, crop, ours(paths, "pyav", False)))
+        pipelines.append(("mlfo", "pyav", source, "+ colour, CPU", ours(paths, "pyav", True)))
+        if hasattr(pyav, "SKIM"):  # this tree has the speed-ups: time it without them too
+            pipelines.append(("mlfo", "pyav earlier", source, crop, ours(paths, "pyav", False, earlier=True)))
+        pipelines.append(("mlfo", "pyav 2 threads", source, crop, ours(paths, "pyav", False, threads=2)))
+        if has_decode_size:  # absent before this option existed (for a "before" run of an older tree)
+            pipelines.append(("mlfo", f"pyav s{args.decode_size}", source, crop,
+                              ours(paths, "pyav", False, decode_size=args.decode_size)))
+        if source == "mp4 (H.264)":
+            try:
+                import torchcodec  # noqa: F401
 
-    print(f"{'pipeline':<10} {'backend':<14} {'input':<13} {'augmentation':<19} {'samples/s':>10} {'ms/sample':>10}")
+                open_video(videos[0], "torchcodec").close()
+                pipelines.append(("mlfo", "torchcodec", source, crop, ours(paths, "torchcodec", False)))
+            except Exception as err:  # noqa: BLE001
+                print(f"(torchcodec skipped: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})\n")
+    if not args.no_reference:
+        pipelines.append(("mlfo", "frames", "JPEG folders", crop, ours(folders, "frames", False)))
+        pipelines.append(("mlfo", "frames", "JPEG folders", "+ colour, CPU", ours(folders, "frames", True)))
+        pipelines.append(
+            ("reference", "PIL per frame", "JPEG folders", "crop+flip+colour",
+             lambda i: reference_sample(folders[i], args.clip_len, args.r_max, args.crop, rng))
+        )
+
+    print(f"{'pipeline':<10} {'backend':<15} {'input':<13} {'augmentation':<19} {'samples/s':>10} "
+          f"{'per core':>9} {'CPU ms':>8}")
     print(f"timing {len(pipelines)} pipelines, {seconds:.0f} s each in 5 interleaved turns ...", file=sys.stderr, flush=True)
     measured = measure_interleaved(pipelines, len(videos), seconds)
     rates = {}
-    for (name, backend, source, work, _), rate in zip(pipelines, measured):
-        rates[(name, backend, source, work)] = rate
-        print(f"{name:<10} {backend:<14} {source:<13} {work:<19} {rate:>10.2f} {1000 / rate:>10.1f}")
+    for (name, backend, source, work, _), (wall, per_core) in zip(pipelines, measured):
+        rates[(name, backend, source, work)] = per_core
+        print(f"{name:<10} {backend:<15} {source:<13} {work:<19} {wall:>10.2f} {per_core:>9.2f} {1000 / per_core:>8.1f}")
+    print("\nsamples/s: wall clock, one process; per core: samples per CPU second of this process")
+    if args.no_reference:
+        return 0
     reference = rates[("reference", "PIL per frame", "JPEG folders", "crop+flip+colour")]
-    ratio = lambda source, work: rates[("mlfo", "pyav", source, work)] / reference
+    ratio = lambda source, work: rates[("mlfo", "pyav", source, work)] / reference  # noqa: E731
     print(
         "\nratio per core, mlfo video files via PyAV / reference (JPEG folders + PIL per frame):\n"
         "  input          colour on training device (mlfo's design)   colour on this CPU core too\n"
-        f"  H.264 mp4      {ratio('mp4 (H.264)', 'crop+flip (worker)'):>10.2f}x"
+        f"  H.264 mp4      {ratio('mp4 (H.264)', crop):>10.2f}x"
         f"{ratio('mp4 (H.264)', '+ colour, CPU'):>40.2f}x\n"
-        f"  MPEG-4 avi     {ratio('avi (MPEG-4)', 'crop+flip (worker)'):>10.2f}x"
+        f"  MPEG-4 avi     {ratio('avi (MPEG-4)', crop):>10.2f}x"
         f"{ratio('avi (MPEG-4)', '+ colour, CPU'):>40.2f}x"
     )
     return 0

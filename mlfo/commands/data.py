@@ -29,7 +29,10 @@ def register(subparsers) -> None:
                       help="video decoder (default auto)")
     scan.add_argument("--out", metavar="INDEX.csv", help="where to write the index (default: beside SRC)")
     scan.add_argument("--no-cache", action="store_true", help="probe every file again and rewrite the index")
-    scan.add_argument("--workers", type=int, default=2, help="probing processes (default 2)")
+    scan.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="probing processes (default: one per available core)")
+    scan.add_argument("--thorough", action="store_true",
+                      help="decode every frame of every file (about 10x slower; catches damage anywhere)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar")
     scan.set_defaults(func=run_scan)
 
@@ -38,11 +41,14 @@ def run_scan(args) -> int:
     from pathlib import Path
 
     from mlfo.data.sources import load_index, summarize
+    from mlfo.errors import MLFOError
 
+    if args.workers is not None and args.workers < 1:
+        raise MLFOError(f"--workers: must be at least 1, got {args.workers}")
     cache = Path(args.out) if args.out else True
     index = load_index(args.source, fmt=args.fmt, split=args.split, subset=args.subset,
                        split_dir=args.split_dir, backend=args.backend, cache=cache,
                        progress=not args.quiet and sys.stderr.isatty(), workers=args.workers,
-                       refresh=args.no_cache)
+                       refresh=args.no_cache, thorough=args.thorough)
     print(summarize(index, min_frames=args.min_frames))
     return 0

@@ -42,6 +42,9 @@ class DataConfig:
     r_max: int = 3  # largest frame-rate step of the three-clip sampler
     crop_size: int = 112
     crop_scale: tuple[float, float] = (0.5, 1.0)
+    # Opt-in: frames leave the decoder's scaler with this short side before the crop (less
+    # to convert and resize; other pixels). None: as stored, the exact path. 160 for 112.
+    decode_size: int | None = None
     color_augment: bool = True  # grayscale + colour jitter on the training device
     per_frame_color: bool = True  # reference: colour/grayscale drawn per frame
     # Colour augmentation strengths (defaults: the reference). Milder values suit data
@@ -157,6 +160,9 @@ def validate(cfg: Config) -> Config:
     low, high = cfg.data.crop_scale
     if not 0 < low <= high <= 1:
         raise MLFOError(f"data.crop_scale: need 0 < min <= max <= 1, got {cfg.data.crop_scale}")
+    if cfg.data.decode_size is not None and cfg.data.decode_size < cfg.data.crop_size:
+        raise MLFOError(f"data.decode_size: must be at least data.crop_size ({cfg.data.crop_size}), "
+                        f"got {cfg.data.decode_size}")
     if cfg.train.sync_bn and cfg.train.freeze_bn:
         raise MLFOError("train.sync_bn: cannot be combined with train.freeze_bn")
     return cfg

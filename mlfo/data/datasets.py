@@ -57,6 +57,13 @@ class ThreeClipDataset(_KeyedVideos):
     ``[(epoch, i)] -> {"clips": uint8 (3, T, S, S, 3), "index": i}``. Colour augmentation
     and normalisation happen later, batched on the training device. Needs videos of more
     than ``min_frames`` = 2T frames.
+
+    ``decode_size`` (opt-in; None = frames as stored, the exact reference path): frames
+    come out of the decoder's scaler with this short side (never enlarged), so colour
+    conversion and the crop's resize work on fewer pixels. The crops are then drawn on
+    the smaller frame: other pixels, the same augmentation distribution. Keep it at least
+    ``crop_size / sqrt(crop_scale[0] * 3/4)`` (160 for 112 at scale 0.5) and no crop is
+    ever enlarged.
     """
 
     def __init__(
@@ -68,10 +75,14 @@ class ThreeClipDataset(_KeyedVideos):
         crop_scale: tuple[float, float] = (0.5, 1.0),
         backend: str = "auto",
         seed: int = 0,
+        decode_size: int | None = None,
     ):
         super().__init__(records, backend, seed)
         self.clip_len, self.r_max = clip_len, r_max
         self.geometry = RandomResizedCropFlip(crop_size, scale=crop_scale)
+        if decode_size is not None and decode_size < 1:
+            raise ValueError(f"decode_size must be a positive short side, got {decode_size}")
+        self.decode_size = decode_size
 
     @property
     def min_frames(self) -> int:
@@ -83,12 +94,21 @@ class ThreeClipDataset(_KeyedVideos):
         with open_video(self.records[index].path, self.backend) as reader:
             idx_a, idx_b, _ = sample_mlfo_indices(reader.num_frames, self.clip_len, self.r_max, rng)
             # G is every second index of A + B: one decode of the 2T span serves all three.
-            span = reader.get_frames(idx_a + idx_b)  # (2T, H, W, 3)
+            span = reader.get_frames(idx_a + idx_b, size=self._decoded_size(reader))  # (2T, H, W, 3)
         t = self.clip_len
         clips = (span[:t], span[t:], span[::2])
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         out = torch.stack([self.geometry(clip, generator) for clip in clips])  # (3, T, S, S, 3)
         return {"clips": out, "index": index}
+
+
+    def _decoded_size(self, reader) -> tuple[int, int] | None:
+        """(h, w) with short side ``decode_size`` and the video's aspect, or None (as stored)."""
+        short = min(reader.height, reader.width)
+        if self.decode_size is None or short <= self.decode_size:
+            return None
+        scale = self.decode_size / short
+        return max(1, round(reader.height * scale)), max(1, round(reader.width * scale))
 
 
 class RandomClipDataset(_KeyedVideos):

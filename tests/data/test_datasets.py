@@ -140,3 +140,52 @@ def test_sliding_windows_collate_with_counts(videos):
     assert batch["views"].shape == (12, 3, 8, 16, 16)
     assert batch["views_counts"].tolist() == [5, 7] and len(batch["skipped"]) == 1
     assert batch["label"].tolist() == [good[0].label, good[2].label]
+
+
+def test_decode_size_is_opt_in_and_keeps_frames_and_crops(videos, tmp_path):
+    """``decode_size`` scales in the decoder; the default path is untouched."""
+    good, _ = videos
+    exact = ThreeClipDataset(good, clip_len=6, crop_size=24, seed=3)
+    above = ThreeClipDataset(good, clip_len=6, crop_size=24, seed=3, decode_size=64)  # > the 36-pixel short side
+    small = ThreeClipDataset(good, clip_len=6, crop_size=24, seed=3, decode_size=30)
+    for i in range(len(good)):
+        reference = exact[(1, i)]["clips"]
+        assert torch.equal(above[(1, i)]["clips"], reference)  # never enlarged: the same bytes
+        scaled = small[(1, i)]["clips"]
+        assert scaled.shape == reference.shape
+        assert [_frame_ids(c) for c in scaled] == [_frame_ids(c) for c in reference]  # the same frames
+    with pytest.raises(ValueError, match="decode_size"):
+        ThreeClipDataset(good, decode_size=0)
+
+
+def test_decode_size_scales_through_the_reader(tmp_path):
+    """Frames of a 320x240 video come out of the decoder at 213x160, close to a resize of
+    the full-size frames (another filter, the same picture)."""
+    from mlfo.data.readers import open_video
+    from mlfo.data.transforms import resize_clip
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (12, 16, 3)).astype(np.uint8)
+    texture = np.kron(coarse, np.ones((20, 20, 1), np.uint8))  # (240, 320, 3), 20-pixel blocks
+    path = tmp_path / "texture.mp4"
+    write_mp4(path, np.stack([np.roll(texture, 2 * t, axis=1) for t in range(40)]), crf=10)
+    record = VideoRecord(str(path), 40, 25.0, 320, 240)
+    with open_video(path) as reader:
+        assert ThreeClipDataset([record], decode_size=160)._decoded_size(reader) == (160, 213)
+        small = reader.get_frames([3, 30], size=(160, 213)).float()
+        full = resize_clip(reader.get_frames([3, 30]), (160, 213)).float()
+    assert small.shape == (2, 160, 213, 3)
+    assert (small - full).abs().mean() < 6 and abs(float((small - full).mean())) < 1  # no brightness shift
+    assert (small[0] - full[1]).abs().mean() > 20  # a wrong frame would be far off
+    item = ThreeClipDataset([record], clip_len=8, crop_size=112, seed=5, decode_size=160)[0]
+    assert item["clips"].shape == (3, 8, 112, 112, 3)
+
+
+def test_decode_size_config_key_is_opt_in_and_checked():
+    from mlfo.config.presets import load_config
+    from mlfo.errors import MLFOError
+
+    assert load_config("demo_cpu").data.decode_size is None  # the exact path by default
+    assert load_config("demo_cpu", ["data.decode_size=160"]).data.decode_size == 160
+    with pytest.raises(MLFOError, match=r"data.decode_size: must be at least data.crop_size \(48\), got 40"):
+        load_config("demo_cpu", ["data.decode_size=40"])

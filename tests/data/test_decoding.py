@@ -4,13 +4,16 @@ The videos draw their own index as a bar code (tests/data/videos.py). Each file 
 one way readers are known to go wrong: B-frame reordering, MPEG-4 .avi timestamps that
 start at 1 (a plain seek lands one frame early), a VP9 webm, a 250-frame GOP (seeks land
 far before the target), variable frame rate (index != time * fps), an mp4 edit list that
-hides decoded frames, and a raw stream with no timestamps at all.
+hides decoded frames, a raw stream with no timestamps at all, and two AVI files whose
+decoded timestamps come out of order: DivX-style packed B-frames and H.264 with B-frames.
 """
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
+import weakref
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,10 +24,15 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from videos import index_image, read_index, trim_mp4_start, write_empty_video, write_indexed_video, write_video  # noqa: E402
+from videos import (  # noqa: E402
+    index_image, read_index, trim_mp4_start, write_empty_video, write_indexed_video, write_packed_bframes_avi, write_video,
+)
 
-from mlfo.data.readers.frames import FrameFolderReader  # noqa: E402
+import mlfo.data.readers.decode_order as decode_order  # noqa: E402
 from mlfo.data.readers import open_video  # noqa: E402
+from mlfo.data.readers.frames import FrameFolderReader  # noqa: E402
+from mlfo.data.readers.pyav import PyAVReader  # noqa: E402
+from mlfo.data.sources import probe_video  # noqa: E402
 from mlfo.errors import MLFOError, VideoDecodeError  # noqa: E402
 
 try:
@@ -46,6 +54,8 @@ CASES = {
     "edit_list.mp4": (None, 90 - EDIT_LIST_HIDDEN, EDIT_LIST_HIDDEN),
     "raw_no_timestamps.h264": (dict(num_frames=40, codec="libx264", bframes=2, gop=10), 40, 0),
     "raw_mpeg4.m4v": (dict(num_frames=50, codec="mpeg4", bframes=2, gop=10), 50, 0),  # no seek index
+    "packed_bframes.avi": (None, 60, 0),  # videos.write_packed_bframes_avi, a keyframe every 12
+    "h264_in_avi.avi": (dict(num_frames=60, codec="libx264", bframes=3, gop=12), 60, 0),  # AVI: no pts
 }
 
 
@@ -57,6 +67,7 @@ def video_dir(tmp_path_factory) -> Path:
             continue
         write_indexed_video(folder / name, **kwargs)
     trim_mp4_start(folder / "h264_bframes.mp4", folder / "edit_list.mp4", EDIT_LIST_HIDDEN)
+    write_packed_bframes_avi(folder / "packed_bframes.avi", 60, gop=12)
     return folder
 
 
@@ -123,6 +134,60 @@ def test_fixtures_have_the_properties_that_break_naive_readers(video_dir):
     assert all(p.pts is None for p in raw)
     with av.open(str(video_dir / "edit_list.mp4")) as container:
         assert container.streams.video[0].frames == 90  # the container's count is not the frame count
+    packed, _ = packets("packed_bframes.avi")
+    assert sum(p.size <= 8 for p in packed) >= 20  # the placeholder packets of packed B-frames
+    assert sum(p.is_keyframe for p in packed) >= 4
+    for name in ("packed_bframes.avi", "h264_in_avi.avi"):  # timestamps a sorted index misreads
+        with av.open(str(video_dir / name)) as container:
+            stamps = [frame.pts for frame in container.decode(video=0)]
+        assert len(set(stamps)) == len(stamps) and stamps != sorted(stamps), name
+
+
+def test_decode_order_is_used_only_where_timestamps_cannot_name_frames(video_dir):
+    expected = {"packed_bframes.avi": "decode", "h264_in_avi.avi": "decode", "raw_no_timestamps.h264": "decode"}
+    for name in CASES:
+        if (video_dir / name).exists():
+            with open_video(video_dir / name) as reader:
+                assert reader.order == expected.get(name, "timestamps"), name
+
+
+def test_packed_bframes_seek_from_keyframes_not_only_from_the_start(video_dir, monkeypatch):
+    with open_video(video_dir / "packed_bframes.avi") as reader:
+        starts = []
+        real = reader._start_in_decode_order
+        monkeypatch.setattr(reader, "_start_in_decode_order", lambda i, pts: starts.append(i) or real(i, pts))
+        assert [read_index(f) for f in reader.get_frames([50, 27])] == [50, 27]
+        assert len(reader.keyframes) >= 4 and starts and min(starts) > 0, (reader.keyframes, starts)
+
+
+def test_timestamps_that_disagree_with_the_decoder_switch_to_decode_order(video_dir, monkeypatch):
+    """If detection misses a file, the first out-of-order timestamp read gives it away."""
+    monkeypatch.setattr(PyAVReader, "_needs_decode_order", lambda self, *args: "")
+    for name in ("packed_bframes.avi", "h264_in_avi.avi"):
+        with open_video(video_dir / name) as reader:
+            assert reader.order == "timestamps"
+            assert [read_index(f) for f in reader.get_frames(range(20))] == list(range(20))
+            assert reader.order == "decode"
+            for i in random.Random(name).sample(range(reader.num_frames), 15):
+                assert read_index(reader.get_frames([i])[0]) == i
+        assert probe_video(str(video_dir / name))["status"] == "ok"  # the scan's order check finds it
+
+
+def test_a_file_that_cannot_be_read_exactly_is_an_error_and_scan_reports_it(video_dir, monkeypatch):
+    path = video_dir / "packed_bframes.avi"
+    monkeypatch.setattr(PyAVReader, "_needs_decode_order", lambda self, *args: "")
+    real_scan = decode_order.scan
+
+    def short_scan(*args):  # a sequential decode that disagrees with the packet count
+        order = real_scan(*args)
+        return decode_order.DecodeOrder(pts=order.pts[:-1], seek_points=order.seek_points)
+
+    monkeypatch.setattr(decode_order, "scan", short_scan)
+    with pytest.raises(VideoDecodeError) as err:
+        open_video(path).get_frames(range(20))
+    _one_line_naming(err, path, "frames cannot be read exactly")
+    status = probe_video(str(path))["status"]
+    assert status.startswith("unreadable:") and "cannot be read exactly" in status
 
 
 def test_color_is_rgb(tmp_path):
@@ -252,3 +317,19 @@ def test_torchcodec_falls_back_where_it_is_known_wrong(video_dir):
         assert "edit list" in reader.fallback_reason
     with open_video(video_dir / "h264_bframes.mp4", backend="torchcodec") as reader:
         assert reader.fallback_reason == ""
+
+
+@pytest.mark.parametrize("name", ["long_gop.mp4", "packed_bframes.avi"])
+def test_an_unclosed_reader_is_freed_at_once(video_dir, name):
+    """No reference cycle: a reader dropped without close() frees its decoder (and threads)
+    now, not at a later garbage collection that may run in a forked DataLoader worker,
+    where freeing the parent's decoder threads deadlocks."""
+    gc.disable()
+    try:
+        reader = open_video(video_dir / name)
+        reader.get_frames([3, reader.num_frames - 1])
+        ref = weakref.ref(reader)
+        del reader
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -150,3 +150,57 @@ def trim_mp4_start(path: str | Path, out: str | Path, frames: int) -> Path:
     data[at + 12:at + 20] = struct.pack(">Ii", segment, media_time)
     Path(out).write_bytes(data)
     return Path(out)
+
+
+def write_packed_bframes_avi(path: str | Path, num_frames: int, gop: int = 12) -> Path:
+    """MPEG-4 part 2 in AVI with DivX-style packed B-frames, bar-coded like the others.
+
+    Encodes with one B-frame between anchors, then repacks as DivX 5 / Xvid "packed
+    bitstream" does: each anchor VOP and the B-VOP after it share one packet, and the
+    B-frame's own slot holds a 6-byte not-coded VOP; the extradata carries the
+    ``DivX503b1393p`` user data that tells decoders so. Decoded in sequence, the pictures
+    come out in display order stamped 1, 3, 2, 5, 4, ... (like pymecavideo's
+    ``Force_constante.avi``, but with a keyframe every ``gop`` frames).
+    """
+    path = Path(path)
+    plain = path.with_name(path.stem + ".unpacked.avi")
+    write_indexed_video(plain, num_frames, codec="mpeg4", gop=gop, bframes=1)
+    with av.open(str(plain)) as source:
+        stream = source.streams.video[0]
+        packets = [(bytes(p), p.is_keyframe) for p in source.demux(stream) if p.size]
+        extradata = stream.codec_context.extradata or b""
+    plain.unlink()
+
+    def is_b(data: bytes) -> bool:  # vop_coding_type 2 = B, in the 2 bits after the start code
+        at = data.find(b"\x00\x00\x01\xb6")
+        return at >= 0 and data[at + 4] >> 6 == 2
+
+    def not_coded_vop(slot: int) -> bytes:
+        # P-VOP header with vop_coded = 0: type 01, modulo 0, marker, 5-bit time, marker, 0, stuffing
+        bits = "01" + "0" + "1" + format(slot % 25, "05b") + "1" + "0"
+        bits += "0" + "1" * ((8 - (len(bits) + 1) % 8) % 8)
+        return b"\x00\x00\x01\xb6" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+    packed = []
+    i = 0
+    while i < len(packets):
+        data, key = packets[i]
+        if i + 1 < len(packets) and is_b(packets[i + 1][0]):
+            packed += [(data + packets[i + 1][0], key), (not_coded_vop(i + 1), False)]
+            i += 2
+        else:
+            packed.append((data, key))
+            i += 1
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.extradata = extradata + b"\x00\x00\x01\xb2DivX503b1393p"
+        stream.codec_context.codec_tag = "DX50"
+        for slot, (data, key) in enumerate(packed):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = slot
+            packet.time_base = Fraction(1, 25)
+            packet.is_keyframe = key
+            packet.stream = stream
+            out.mux(packet)
+    return path

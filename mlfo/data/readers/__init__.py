@@ -8,8 +8,8 @@ forward or read image files, as long as frame ``i`` is always the same picture.
         frames = reader.get_frames([0, 8, 16])   # uint8 (3, H, W, 3), RGB
 
 Backends: ``"pyav"`` (video files, default), ``"frames"`` (folders of image files),
-``"torchcodec"`` (optional, when torchcodec imports). ``"auto"`` picks ``"frames"`` for
-a directory and ``"pyav"`` otherwise.
+``"torchcodec"`` (optional, when torchcodec imports; ``device="cuda"`` decodes on the
+GPU). ``"auto"`` picks ``"frames"`` for a directory and ``"pyav"`` otherwise.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def open_video(path: str | os.PathLike, backend: str = "auto", **kwargs) -> Vide
     not a video, has no frames or cannot be indexed.
     """
     name = resolve_backend(path, backend)
+    device = kwargs.pop("device", "cpu")  # torchcodec only: "cuda" decodes on the GPU
+    if str(device) != "cpu" and name != "torchcodec":
+        raise MLFOError(f"backend: decoding on {device} needs backend 'torchcodec', not {name!r}")
     if name == "frames":
         from mlfo.data.readers.frames import FrameFolderReader
 
@@ -54,4 +57,4 @@ def open_video(path: str | os.PathLike, backend: str = "auto", **kwargs) -> Vide
     require_torchcodec()
     # torchcodec decodes only where it is known to be exact; PyAV's timestamp index
     # (one demux pass) decides, and reads the file itself where torchcodec would not.
-    return TorchCodecReader(PyAVReader(path, **kwargs), threads=kwargs.get("threads", 1))
+    return TorchCodecReader(PyAVReader(path, **kwargs), threads=kwargs.get("threads", 1), device=device)

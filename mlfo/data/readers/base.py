@@ -25,24 +25,41 @@ class VideoReader(ABC):
     height: int
     width: int
 
-    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
-        """Frames at ``indices`` as uint8 (T, H, W, 3) RGB, in the order asked, repeats allowed."""
+    def get_frames(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Frames at ``indices`` as uint8 (T, H, W, 3) RGB, in the order asked, repeats allowed.
+
+        ``size`` = (height, width) returns them scaled to that size by the backend's own
+        scaler (swscale for video files), cheaper than scaling afterwards; None: as stored.
+        """
         wanted = [int(i) for i in indices]
+        height, width = size or (self.height, self.width)
         if not wanted:
-            return torch.empty((0, self.height, self.width, 3), dtype=torch.uint8)
+            return torch.empty((0, height, width, 3), dtype=torch.uint8)
         bad = [i for i in wanted if not 0 <= i < self.num_frames]
         if bad:
             raise VideoDecodeError(
                 f"{self.path}: frame index {bad[0]} out of range (video has {self.num_frames} frames)"
             )
         unique = sorted(set(wanted))
-        frames = self._read(unique)  # {index: (H, W, 3) uint8}
+        frames = self._read(unique, size)  # {index: (H, W, 3) uint8}
+        if frames[unique[0]].device.type != "cpu":  # decoded on a GPU
+            return torch.stack([frames[i] for i in wanted])
         # numpy, not torch.stack: torch's multi-threaded copy crawls on busy shared cores.
         return torch.from_numpy(np.stack([frames[i].numpy() for i in wanted]))
 
     @abstractmethod
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
-        """Decode the frames at sorted, unique, in-range ``indices``."""
+    def _read(self, indices: list[int], size: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
+        """Decode the frames at sorted, unique, in-range ``indices`` (at ``size`` when given)."""
+
+    def verify(self, thorough: bool = False) -> None:
+        """Decode what shows whether the file is damaged (what a scan checks; by default the
+        first and last frames; ``thorough``: every frame); raises ``VideoDecodeError``
+        naming the file if it is."""
+        if thorough:
+            for start in range(0, self.num_frames, 64):  # in chunks: bounded memory
+                self.get_frames(range(start, min(start + 64, self.num_frames)))
+        else:
+            self.get_frames(sorted({0, self.num_frames - 1}))
 
     def close(self) -> None:
         """Release the file handles (idempotent)."""

@@ -73,16 +73,17 @@ class FrameFolderReader(VideoReader):
         first = self._load(0)
         self.height, self.width = first.shape[:2]
 
-    def _load(self, index: int) -> np.ndarray:
+    def _load(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         file = self._files[index]
         try:
             with Image.open(file) as image:
                 image = image.convert("RGB")
-                if hasattr(self, "width") and image.size != (self.width, self.height):
-                    image = image.resize((self.width, self.height), Image.BILINEAR)
+                height, width = size or (getattr(self, "height", image.height), getattr(self, "width", image.width))
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.BILINEAR)
                 return np.array(image, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise VideoDecodeError(f"{file}: cannot read frame image ({str(err).splitlines()[0]})") from None
 
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
-        return {i: torch.from_numpy(self._load(i)) for i in indices}
+    def _read(self, indices: list[int], size: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
+        return {i: torch.from_numpy(self._load(i, size)) for i in indices}

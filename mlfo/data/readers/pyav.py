@@ -4,12 +4,20 @@ Container metadata and "seek then take the next frame" are both unreliable: an M
 (xvid) .avi starts its timestamps at 1, an mp4 edit list hides frames the demuxer still
 returns, variable-frame-rate files break ``index = time * fps``, and some containers
 report a frame count that is only a guess. So the reader first demuxes the video stream
-once (no decoding; milliseconds for a short clip) and builds a timestamp index: the
+once (no decoding; about a millisecond for a 10 s clip) and builds a timestamp index: the
 sorted presentation timestamps of every packet that yields a frame. Frame ``i`` *is* the
 ``i``-th timestamp. To read frames it seeks to the nearest keyframe at or before the first
 wanted frame, decodes forward and files every decoded frame under the index of its
 timestamp; frames close after the current position are reached by decoding on, not by
-seeking again. Streams without timestamps (raw .h264 files) fall back to decode order.
+seeking again. Non-reference frames that nobody asked for are not decoded at all
+(``skip_frame``): no other picture depends on them.
+
+Where timestamps cannot name frames (none at all; MPEG-4 packed B-frames or H.264 in AVI,
+whose decoded timestamps come out 1, 3, 2, 5, 4, ...), frame ``i`` is the ``i``-th frame
+of a sequential decode (``mlfo.data.readers.decode_order``). A timestamp-indexed file
+whose decoder turns out to disagree with its index (a timestamp out of order or unknown)
+is switched to decode order too; if even that cannot match the index, reading fails with
+one line rather than returning another frame.
 """
 
 from __future__ import annotations
@@ -22,41 +30,73 @@ from fractions import Fraction
 import av
 import torch
 
+from mlfo.data.readers import decode_order
 from mlfo.data.readers.base import VideoReader
+from mlfo.data.readers.decode_order import SEEK_MIN_GAP
+from mlfo.data.readers.decode_order import short as _short
 from mlfo.errors import VideoDecodeError
 
-# Seeking costs about as much as decoding a few frames; when the keyframe before the next
-# wanted frame is at most this many frames ahead of the decoder, decoding on is cheaper.
-SEEK_MIN_GAP = 8
+# Codecs whose "non-reference" frames are measured here to skip exactly (tests/data).
+SKIP_NONREF_CODECS = ("h264", "mpeg4", "vp9")
+SKIM = {"skip_frame": "all"}  # codec option for avformat_find_stream_info only
+# Where ``verify`` also decodes the first frames to check their timestamps' order: AVI
+# (stores no presentation times) and the MPEG-4 part 2 family (DivX / Xvid packing).
+ORDER_CHECK_CODECS = ("mpeg4", "msmpeg4v3", "msmpeg4v2", "h263")
+ORDER_CHECK_FRAMES = 12
 
 
-def _short(err: BaseException) -> str:
-    """One line describing an exception (FFmpeg errors repeat the file name; drop it)."""
-    if isinstance(err, (OSError, av.FFmpegError)) and getattr(err, "strerror", None):  # str() adds errno, path
-        return str(err.strerror)
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+class _OrderLost(Exception):
+    """The decoder's timestamps disagree with the timestamp index."""
 
 
-class PyAVReader(VideoReader):
+class _Skips:
+    """Which frames the live decode may leave undecoded, shared with ``_decode_skipping``.
+
+    The generator must not hold the reader: a reference cycle keeps an unclosed reader (and
+    its decoder threads) alive until a garbage collection, perhaps in a forked worker,
+    where freeing threads the child does not have deadlocks.
+    """
+
+    def __init__(self):
+        self.enabled = False
+        self.wanted: set[int] = set()  # frames the current read keeps
+        self.skipped: set[int] = set()  # frames perhaps not decoded since the last seek
+
+
+def _decode_skipping(container, stream, index_of: dict[int, int], skips: _Skips) -> Iterator[av.VideoFrame]:
+    """Frames from the current position; unwanted non-reference frames are not decoded."""
+    context = stream.codec_context
+    for packet in container.demux(stream):
+        if skips.enabled:
+            index = index_of.get(packet.pts) if packet.size else None
+            skip = index is not None and index not in skips.wanted
+            context.skip_frame = "NONREF" if skip else "DEFAULT"
+            if skip:
+                skips.skipped.add(index)
+        yield from packet.decode()
+
+
+class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
     """Video file reader; ``threads`` > 1 (or 0 = FFmpeg's choice) enables threaded decoding.
 
     One thread is the default because data loading already runs one reader per worker
-    process; extra decoder threads then only compete for the same cores.
+    process; extra decoder threads then only compete for the same cores. After opening:
+    ``order`` is "timestamps" or "decode"; ``damaged_frame`` the frame of the first packet
+    the demuxer flagged corrupt (a cut or damaged file), else None; ``declared_frames`` the
+    container's own frame count (0 when it has none).
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
         self.path = str(path)
         self._threads = threads
         self._container = None
+        self._skips = _Skips()
         if not os.path.exists(self.path):
             raise VideoDecodeError(f"{self.path}: file not found")
         if os.path.isdir(self.path):
             raise VideoDecodeError(f"{self.path}: is a directory, not a video file (use backend 'frames')")
         self._open()
         self._build_index()
-        if self.num_frames == 0:
-            self.close()
-            raise VideoDecodeError(f"{self.path}: video stream has no frames")
         stream = self._stream
         self.width = int(stream.codec_context.width)
         self.height = int(stream.codec_context.height)
@@ -67,29 +107,37 @@ class PyAVReader(VideoReader):
 
     # -- opening and indexing ------------------------------------------------------------
 
-    def _open(self) -> None:
+    def _open(self, skim: bool = True) -> None:
+        """Open the file; ``skim``: FFmpeg's stream probe decodes nothing (the sizes, rates and
+        B-frame delay come from headers; a decoded first frame would be decoded again)."""
         try:
-            self._container = av.open(self.path, metadata_errors="ignore")
+            self._container = av.open(self.path, metadata_errors="ignore", options=SKIM if skim else None)
         except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
             raise VideoDecodeError(f"{self.path}: not a readable video ({_short(err)})") from None
         if not self._container.streams.video:
             self.close()
             raise VideoDecodeError(f"{self.path}: no video stream")
         self._stream = self._container.streams.video[0]
+        if skim and (self._stream.codec_context.width <= 0 or self._stream.codec_context.height <= 0):
+            self._container.close()  # a codec whose headers lack the frame size: probe by decoding
+            return self._open(skim=False)
         self.container_format = self._container.format.name  # e.g. "avi", "mov,mp4,m4a,3gp,3g2,mj2"
         if self._threads != 1:
             self._stream.thread_type = "AUTO"
             self._stream.thread_count = self._threads
+        else:  # FFmpeg's default (0) starts a thread per core for every decoder opened
+            self._stream.codec_context.thread_count = 1
         self._frames: Iterator | None = None  # live decode iterator, or None after EOF/seek
-        self._next_index = 0  # index of the frame the live iterator returns next (at least)
+        self._next_index: int | None = 0  # index of the frame the live iterator returns next (at least)
 
     def _build_index(self) -> None:
-        """One demux pass: presentation timestamps (sorted) and keyframe positions."""
-        pts: list[int] = []
+        """One demux pass: timestamps, keyframes, damage, and whether timestamps can name frames."""
+        pts: list[int] = []  # in decode order
         key_pts: list[int] = []
-        count = 0
-        discarded = 0
-        missing_pts = False
+        count = discarded = 0
+        missing_pts = packed = False
+        check_packing = self._stream.codec_context.name == "mpeg4"
+        damaged_pts = None
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the flush packet at end of stream
@@ -98,6 +146,10 @@ class PyAVReader(VideoReader):
                     discarded += 1
                     continue
                 count += 1
+                if packet.is_corrupt and damaged_pts is None:
+                    damaged_pts = packet.pts
+                if check_packing and decode_order.has_packed_frames(packet):
+                    packed, check_packing = True, False
                 if packet.pts is None:
                     missing_pts = True
                     continue
@@ -110,30 +162,40 @@ class PyAVReader(VideoReader):
             # A truncated file: index what was readable, frames past the damage fail on read.
         self.hidden_frames = discarded  # packets an edit list hides (not counted as frames)
         self.has_timestamps = not missing_pts
-        if missing_pts:
-            self._pts = None
-            self.num_frames = self._count_frames_by_decoding()
-            self._key_index = [0]
+        self.declared_frames = max(0, int(self._stream.frames or 0))
+        self._key_pts = key_pts
+        self._order: decode_order.DecodeOrder | None = None
+        self._pts = sorted(set(pts))
+        self._index_of = {p: i for i, p in enumerate(self._pts)}
+        # Keyframes as frame indices, sorted; the first frame is always a valid start.
+        self._key_index = sorted({0} | {self._index_of[p] for p in key_pts})
+        self.num_frames = len(self._pts)
+        self.damaged_frame = self._index_of.get(damaged_pts)
+        self.order = "timestamps"
+        if count == 0:
+            self.close()
+            if self.declared_frames:
+                raise VideoDecodeError(f"{self.path}: the container lists {self.declared_frames} frames "
+                                       "but none is readable (file truncated?)")
+            raise VideoDecodeError(f"{self.path}: video stream has no frames")
+        if self._needs_decode_order(missing_pts, packed, pts):
+            self._scan_decode_order()
+            self.num_frames = self._order.num_frames
         else:
-            self._pts = sorted(set(pts))
-            self._index_of = {p: i for i, p in enumerate(self._pts)}
-            # Keyframes as frame indices, sorted; the first frame is always a valid start.
-            self._key_index = sorted({0} | {self._index_of[p] for p in key_pts})
-            self.num_frames = len(self._pts)
-        if self.num_frames:
-            self._rewind()
+            self._skips.enabled = self._threads == 1 and self._stream.codec_context.name in SKIP_NONREF_CODECS
+            self._frames = None  # the first read seeks to its keyframe
 
-    def _count_frames_by_decoding(self) -> int:
-        """Frame count of a stream without timestamps: decoding is the only exact count."""
-        self._reopen()
-        count = 0
-        try:
-            for _ in self._container.decode(self._stream):
-                count += 1
-        except av.FFmpegError as err:
-            if count == 0:
-                raise VideoDecodeError(f"{self.path}: cannot decode ({_short(err)})") from None
-        return count
+    def _needs_decode_order(self, missing_pts: bool, packed: bool, pts: list[int]) -> str:
+        """Why timestamps cannot name this stream's frames ("" when they can)."""
+        if missing_pts:
+            return "no timestamps"
+        if packed:
+            return "packed B-frames"
+        # B-frames, yet packet timestamps that never go back: decode times (AVI stores no
+        # presentation times; H.264 in AVI decodes to frames stamped 1, 4, 3, 5, 2, ...).
+        if self._stream.codec_context.has_b_frames and len(pts) > 1 and all(a < b for a, b in zip(pts, pts[1:])):
+            return "B-frames with decode timestamps"
+        return ""
 
     def _frame_rate(self) -> float:
         stream = self._stream
@@ -146,62 +208,124 @@ class PyAVReader(VideoReader):
                 return float((self.num_frames - 1) / span)
         return 25.0
 
+    @property
+    def keyframes(self) -> list[int]:
+        """Frame indices where reading can start without decoding earlier frames."""
+        return list(self._key_index)
+
+    def verify(self, thorough: bool = False) -> None:
+        """Decode the last keyframe, that packet alone: one picture, not the last GOP (a
+        file that breaks there fails at any frame: a broken codec, damaged data near the
+        end). A cut file is caught by the demuxer: where it flagged a packet corrupt
+        (``damaged_frame``), that frame and the last are decoded too, as a player would.
+        Decode-order files were decoded in full when opened. ``thorough``: decode every
+        frame from the start (no colour conversion) and check the count."""
+        if self._order is not None:
+            return
+        try:
+            if thorough:
+                self._reopen()
+                decoded = sum(1 for _ in self._container.decode(self._stream))
+                if decoded != self.num_frames:
+                    raise VideoDecodeError(f"{self.path}: {decoded} frames decode, {self.num_frames} are indexed")
+                return
+            if self.container_format == "avi" or self._stream.codec_context.name in ORDER_CHECK_CODECS:
+                # Where timestamps are least trustworthy, check the first frames' order: a
+                # disagreement switches to decode order, or fails if even that cannot match.
+                self.get_frames(range(min(self.num_frames, ORDER_CHECK_FRAMES)))
+                if self._order is not None:  # switched: the scan decoded every frame
+                    return
+            last = self._key_index[-1]
+            if not self._decodes_alone(last):
+                self.get_frames([last])  # not a keyframe on its own after all: the usual way
+            if self.damaged_frame is not None:
+                self.get_frames(sorted({self.damaged_frame, self.num_frames - 1}))
+        except av.FFmpegError as err:
+            self._frames = None
+            raise VideoDecodeError(f"{self.path}: decoding failed ({_short(err)})") from None
+
+    def _decodes_alone(self, index: int) -> bool:
+        """Whether the packet of keyframe ``index`` gives a picture on its own (decoder flushed)."""
+        pts = self._pts[index]
+        self._seek_container(index)
+        context = self._stream.codec_context
+        context.skip_frame = "DEFAULT"
+        for packet in self._container.demux(self._stream):
+            if packet.size and packet.pts == pts:
+                pictures = packet.decode() + context.decode(None)  # the flush makes it come out now
+                context.flush_buffers()
+                return bool(pictures)
+        return False
+
     # -- positioning -----------------------------------------------------------------------
 
     def _reopen(self) -> None:
         self._container.close()
         self._open()
 
-    def _rewind(self) -> None:
-        """Back to the first frame (a seek when timestamps allow, else a fresh open)."""
-        if self._pts is None:
-            self._reopen()
-        else:
-            self._seek_to_frame(0)
-
-    def _seek_to_frame(self, key: int) -> None:
-        """Seek so that decoding restarts at the keyframe whose frame index is ``key``."""
+    def _seek_container(self, key: int) -> None:
+        """Seek the demuxer to the keyframe whose frame index is ``key``."""
         if key == 0:
             target = min(self._pts[0], self._stream.start_time or 0)
         else:
             target = self._pts[key]
+        self._frames = None
         try:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         except av.FFmpegError:  # an unseekable input (raw streams, pipes): start over instead
             self._reopen()
-        self._frames = self._container.decode(self._stream)
+
+    def _seek_to_frame(self, key: int) -> None:
+        """Seek so that decoding restarts at the keyframe whose frame index is ``key``."""
+        self._seek_container(key)
+        self._frames = _decode_skipping(self._container, self._stream, self._index_of, self._skips)
         self._next_index = 0  # unknown until a frame arrives; only frames >= key are kept
+        self._last_pts = None
+        self._skips.skipped = set()
 
     def _keyframe_at_or_before(self, index: int) -> int:
         return self._key_index[bisect.bisect_right(self._key_index, index) - 1]
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
+    def _read(self, indices: list[int], size: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
         try:
-            if self._pts is None:
-                return self._read_in_decode_order(indices)
-            return self._read_by_timestamp(indices)
+            if self._order is None:
+                try:
+                    return self._read_by_timestamp(indices, size)
+                except _OrderLost as lost:
+                    self._switch_to_decode_order(str(lost))
+            return self._read_in_decode_order(indices, size)
         except av.FFmpegError as err:
             self._frames = None
             raise VideoDecodeError(f"{self.path}: decoding failed ({_short(err)})") from None
 
-    def _read_by_timestamp(self, indices: list[int]) -> dict[int, torch.Tensor]:
+    def _switch_to_decode_order(self, reason: str) -> None:
+        indexed = self.num_frames
+        self._scan_decode_order()
+        if self._order.num_frames != indexed:
+            raise VideoDecodeError(
+                f"{self.path}: {reason}, and a sequential decode gives {self._order.num_frames} frames, "
+                f"not the {indexed} indexed: frames cannot be read exactly"
+            )
+
+    def _read_by_timestamp(self, indices: list[int], size) -> dict[int, torch.Tensor]:
         out: dict[int, torch.Tensor] = {}
-        wanted = set(indices)
+        self._skips.wanted = set(indices)
         for target in indices:
             if target in out:
                 continue
             key = self._keyframe_at_or_before(target)
             live = self._frames is not None and self._next_index <= target
             if live and key - self._next_index <= SEEK_MIN_GAP:
-                self._decode_until(target, wanted, out)
+                self._decode_until(target, out, size)
                 if target in out:
                     continue
-            self._decode_after_seek(key, target, wanted, out)
+            self._decode_after_seek(key, target, out, size)
+        self._skips.wanted = set()
         return out
 
-    def _decode_after_seek(self, key: int, target: int, wanted: set[int], out: dict) -> None:
+    def _decode_after_seek(self, key: int, target: int, out: dict, size) -> None:
         """Seek to keyframe ``key`` and decode up to ``target``.
 
         If the demuxer lands after ``target`` (some demuxers index their seek tables by decode
@@ -209,69 +333,60 @@ class PyAVReader(VideoReader):
         """
         while True:
             self._seek_to_frame(key)
-            first = self._decode_until(target, wanted, out, min_index=key)
+            first = self._decode_until(target, out, size, min_index=key)
             if first is not None and first <= target:
                 break
             if key == 0:  # even the seek to the start failed: a fresh open starts there
                 self._reopen()
-                self._frames = self._container.decode(self._stream)
-                self._next_index = 0
-                self._decode_until(target, wanted, out)
+                self._frames = _decode_skipping(self._container, self._stream, self._index_of, self._skips)
+                self._next_index, self._last_pts, self._skips.skipped = 0, None, set()
+                self._decode_until(target, out, size)
                 break
             key = self._keyframe_at_or_before(key - 1)
         if target not in out:
             raise VideoDecodeError(f"{self.path}: frame {target} could not be decoded")
 
-    def _decode_until(self, target: int, wanted: set[int], out: dict, min_index: int = 0) -> int | None:
+    def _decode_until(self, target: int, out: dict, size, min_index: int = 0) -> int | None:
         """Decode forward until frame ``target`` is in ``out``; keep wanted frames on the way.
 
         Returns the index of the first frame decoded (at or after ``min_index``), or None
         if the stream ended first. Frames before ``min_index`` follow a seek from before
-        the keyframe and may reference pictures the decoder never saw: dropped.
+        the keyframe and may reference pictures the decoder never saw: dropped. Raises
+        ``_OrderLost`` when a timestamp is unknown, out of order, or ``target`` is passed.
         """
         first = None
         for frame in self._frames:
             index = self._index_of.get(frame.pts)
-            if index is None or index < min_index:
+            if index is None or (self._last_pts is not None and frame.pts <= self._last_pts):
+                self._frames = None
+                raise _OrderLost(f"decoded timestamp {frame.pts} is {'unknown' if index is None else 'out of order'}")
+            self._last_pts = frame.pts
+            if index < min_index:
                 continue
             if first is None:
                 first = index
                 if index > target:  # landed past the target: the caller seeks further back
                     return first
             self._next_index = index + 1
-            if index in wanted and index not in out:
-                out[index] = self._to_tensor(frame)
+            if index in self._skips.wanted and index not in out:
+                out[index] = self._to_tensor(frame, size)
             if index >= target:
-                return first
+                if target not in out and target not in self._skips.skipped:  # a frame that never came out
+                    self._frames = None
+                    raise _OrderLost(f"frame {target} was not decoded before frame {index}")
+                return first  # (a frame skipped before it was wanted: the caller seeks back)
         self._frames = None  # end of stream
-        if first is not None and target not in out:
+        if first is not None and target not in out and target not in self._skips.skipped:
             raise VideoDecodeError(f"{self.path}: frame {target} could not be decoded (file truncated?)")
         return first
 
-    def _read_in_decode_order(self, indices: list[int]) -> dict[int, torch.Tensor]:
-        """No timestamps: frame i is the i-th decoded frame, so only forward decoding works."""
-        out: dict[int, torch.Tensor] = {}
-        if self._frames is None or self._next_index > indices[0]:
-            self._reopen()
-            self._frames = self._container.decode(self._stream)
-            self._next_index = 0
-        wanted = set(indices)
-        last = indices[-1]
-        for frame in self._frames:
-            index = self._next_index
-            self._next_index += 1
-            if index in wanted:
-                out[index] = self._to_tensor(frame)
-            if index >= last:
-                return out
-        self._frames = None
-        raise VideoDecodeError(f"{self.path}: frame {last} could not be decoded (file truncated?)")
-
-    def _to_tensor(self, frame: av.VideoFrame) -> torch.Tensor:
-        if frame.width != self.width or frame.height != self.height:  # mid-stream size change
-            array = frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
-        else:
-            array = frame.to_ndarray(format="rgb24")
+    def _to_tensor(self, frame: av.VideoFrame, size: tuple[int, int] | None = None) -> torch.Tensor:
+        height, width = size or (self.height, self.width)
+        if frame.width != width or frame.height != height:  # a reduced size, or a mid-stream size change
+            # Scale in YUV, then convert: measured 4x faster than swscale's one-pass scaled RGB
+            # path, which also darkens by ~1 level.
+            frame = frame.reformat(width=width, height=height)
+        array = frame.to_ndarray(format="rgb24")
         return torch.from_numpy(array)  # (H, W, 3) uint8
 
     def close(self) -> None:

@@ -5,9 +5,14 @@ system's FFmpeg libraries, e.g. Debian's ``ffmpeg`` package) decodes fast, but m
 here it is wrong on MPEG-4 .avi files (fails near the end) and on mp4 files whose edit
 list hides frames (returns frames a GOP late). So this reader first builds the same
 timestamp index as the PyAV reader (one demux pass) and hands the file to PyAV when:
-the container is AVI, an edit list hides frames, the stream has no timestamps, or
-torchcodec counts a different number of frames. ``fallback_reason`` says why; it is
-empty when torchcodec decodes.
+the container is AVI, an edit list hides frames, the frames are numbered by decode order
+(no timestamps, or packed B-frames), or torchcodec counts a different number of frames.
+``fallback_reason`` says why; it is empty when torchcodec decodes.
+
+``device="cuda"`` decodes on the GPU (NVDEC) and returns CUDA tensors; the same checks
+decide where it may, and frames PyAV reads are moved to the device, so one reader gives
+one kind of tensor. CUDA cannot be initialised in forked DataLoader workers: use it where
+decoding runs in the training process (or in spawned workers). Not exercised here (no GPU).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from mlfo.data.readers.base import VideoReader
+from mlfo.data.transforms import resize_clip
 from mlfo.errors import MLFOError, VideoDecodeError
 
 try:
@@ -42,9 +48,10 @@ class TorchCodecReader(VideoReader):
     """torchcodec over an open PyAV reader (``index``), which gives the metadata and the
     frame count, and which reads the file itself wherever torchcodec is not exact."""
 
-    def __init__(self, index: VideoReader, threads: int = 1):
+    def __init__(self, index: VideoReader, threads: int = 1, device: str = "cpu"):
         require_torchcodec()
         self._index = index
+        self.device = torch.device(device)
         self.path = self._index.path
         self.num_frames, self.fps = self._index.num_frames, self._index.fps
         self.height, self.width = self._index.height, self._index.width
@@ -53,7 +60,8 @@ class TorchCodecReader(VideoReader):
         if not self.fallback_reason:
             try:
                 self._decoder = VideoDecoder(
-                    self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=threads
+                    self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=threads,
+                    device=str(self.device),
                 )
             except Exception as err:
                 self.fallback_reason = f"torchcodec cannot open it ({str(err).splitlines()[0]})"
@@ -74,16 +82,26 @@ class TorchCodecReader(VideoReader):
             return "an edit list hides frames (torchcodec 0.13 ignores it)"
         if not self._index.has_timestamps:
             return "stream has no timestamps"
+        if getattr(self._index, "order", "timestamps") != "timestamps":
+            return "frames are numbered by decode order (packed B-frames)"
         return ""
 
-    def _read(self, indices: list[int]) -> dict[int, torch.Tensor]:
+    def _read(self, indices: list[int], size: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
         if self._decoder is None:
-            return self._index._read(indices)
+            frames = self._index._read(indices, size)
+            return {i: f.to(self.device) for i, f in frames.items()} if self.device.type != "cpu" else frames
         try:
-            batch = self._decoder.get_frames_at(indices).data  # (T, H, W, 3) uint8
+            batch = self._decoder.get_frames_at(indices).data  # (T, H, W, 3) uint8, on self.device
         except Exception as err:
             raise VideoDecodeError(f"{self.path}: decoding failed ({str(err).splitlines()[0]})") from None
+        if size is not None and tuple(size) != tuple(batch.shape[1:3]):
+            batch = resize_clip(batch, tuple(size))
         return dict(zip(indices, batch))
+
+    def verify(self, thorough: bool = False) -> None:
+        if self._decoder is None:
+            return self._index.verify(thorough)
+        super().verify(thorough)
 
     def close(self) -> None:
         self._decoder = None

@@ -33,14 +33,16 @@ def load_index(
     backend: str = "auto",
     cache: bool | str | os.PathLike = True,
     progress: bool = True,
-    workers: int = 2,
+    workers: int | None = None,
     refresh: bool = False,
+    thorough: bool = False,
 ) -> VideoIndex:
     """Index the videos of a dataset; see the module docstring for the formats.
 
     ``cache``: True writes/reads ``default_cache_path``; a path uses that file; False
     probes every file; ``refresh`` probes every file and rewrites the cache. ``workers``
-    processes probe in parallel when there are many files.
+    processes probe in parallel when there are many files (None: one per available core).
+    ``thorough`` decodes every frame of every file (and so probes every file again).
     """
     if not os.path.exists(source):
         raise MLFOError(f"{source}: source not found")
@@ -69,7 +71,7 @@ def load_index(
     cache_path = None
     if cache:
         cache_path = Path(cache) if not isinstance(cache, bool) else index_cache.default_cache_path(source, fmt, int(split), subset)
-    cached = index_cache.read_cache(cache_path) if cache_path and not refresh else {}
+    cached = index_cache.read_cache(cache_path) if cache_path and not (refresh or thorough) else {}
     keys = {path: probe.file_key(path) for path, _, _ in entries}
     metas: dict[str, dict] = {}
     to_probe = []
@@ -81,7 +83,7 @@ def load_index(
         elif path not in metas:
             metas[path] = None
             to_probe.append(path)
-    for path, meta in zip(to_probe, probe.probe_all(to_probe, backend, progress, workers)):
+    for path, meta in zip(to_probe, probe.probe_all(to_probe, backend, progress, workers, thorough)):
         metas[path] = meta
     records = [VideoRecord(path=path, label=label, label_name=name, **metas[path]) for path, name, label in entries]
     written = None
