@@ -35,19 +35,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mlfo_runs import ABLATION, run_mlfo, slug
+
 # Objective / model switches of each trained variant (everything else: the preset).
-_TEMPORAL_OFF = [
-    "objective.motion_low=false", "objective.motion_mid=false", "objective.reversed_negatives=false",
-    "objective.timestamp_low=false", "objective.timestamp_mid=false", "objective.timestamp_high=false",
-    "model.motion_excitation=false",
-]
-_GRAPH_OFF = ["objective.graph_low=false", "objective.graph_mid=false", "objective.graph_high=false"]
-VARIANTS: dict[str, list[str]] = {
-    "instance": ["objective.prototypes=false", *_GRAPH_OFF, *_TEMPORAL_OFF],
-    "+prototypes": [*_GRAPH_OFF, *_TEMPORAL_OFF],
-    "+graph": [*_TEMPORAL_OFF],
-    "full MLFO": [],
-}
+VARIANTS: dict[str, list[str]] = ABLATION
 LABELS = {
     "random init": "(a) random init",
     "instance": "(b) instance contrast",
@@ -60,15 +52,7 @@ GROUPS = ("motion", "appearance", "all")
 
 
 def _cli(argv: list[str]) -> None:
-    from mlfo.cli import main
-
-    code = main(argv)
-    if code:
-        raise SystemExit(f"ablation: mlfo {' '.join(argv[:3])} failed (exit code {code})")
-
-
-def _slug(name: str) -> str:
-    return name.replace("+", "plus_").replace(" ", "_")
+    run_mlfo(argv, "ablation")
 
 
 def _read_scores(folder: Path) -> dict:
@@ -107,7 +91,7 @@ def run(args) -> dict:
     timings: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for seed in args.seeds:
         for name in args.variants:
-            run_dir = out / f"seed{seed}" / _slug(name)
+            run_dir = out / f"seed{seed}" / slug(name)
             features = run_dir / "features"
             if not (features / "linear.card.json").is_file():
                 started = time.time()
@@ -125,7 +109,7 @@ def run(args) -> dict:
                 _evaluate(features, args)
                 timings[name].append(round(time.time() - started, 1))
             raw[name][str(seed)] = _read_scores(features)
-            random_dir = out / f"seed{seed}" / _slug(args.variants[0]) / "features" / "baselines" / "random"
+            random_dir = out / f"seed{seed}" / slug(args.variants[0]) / "features" / "baselines" / "random"
             if name == args.variants[0]:
                 raw["random init"][str(seed)] = _read_scores(random_dir)
             print(f"   {LABELS[name]}, seed {seed}: "

@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mlfo_runs import ABLATION, run_mlfo, slug
 
 # The model / clip size of every run: the demo preset's r3d_small at half width on
 # 16 x 32 x 32 clips. Measured on 2 shared cores with another job at nice 0 (docs in
@@ -50,18 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SIZE = ["backbone.widths=[16,32,64,128]", "data.crop_size=32", "data.num_workers=1"]
 REFERENCE_COLOR = ["data.color_augment=true", "data.per_frame_color=true", "data.color_p_gray=0.5",
                    "data.color_strength=0.5", "data.color_hue=0.25"]
-_TEMPORAL_OFF = [
-    "objective.motion_low=false", "objective.motion_mid=false", "objective.reversed_negatives=false",
-    "objective.timestamp_low=false", "objective.timestamp_mid=false", "objective.timestamp_high=false",
-    "model.motion_excitation=false",
-]
-_GRAPH_OFF = ["objective.graph_low=false", "objective.graph_mid=false", "objective.graph_high=false"]
 # name -> (label, overrides on top of the preset and the colour setting)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "instance": ("(b) instance contrast", ["objective.prototypes=false", *_GRAPH_OFF, *_TEMPORAL_OFF]),
-    "+prototypes": ("(c) + prototypes", [*_GRAPH_OFF, *_TEMPORAL_OFF]),
-    "+graph": ("(d) + graph constraint", [*_TEMPORAL_OFF]),
-    "full MLFO": ("(e) full MLFO", []),
+    "instance": ("(b) instance contrast", ABLATION["instance"]),
+    "+prototypes": ("(c) + prototypes", ABLATION["+prototypes"]),
+    "+graph": ("(d) + graph constraint", ABLATION["+graph"]),
+    "full MLFO": ("(e) full MLFO", ABLATION["full MLFO"]),
     # issue-12 switches, one at a time on full MLFO
     "posrev": ("(e) + reversed negative from the positive", ["objective.reversed_negative_source=positive"]),
     "ramp": ("(e) + colour ramped in over --ramp of the budget", ["data.color_ramp_steps=RAMP"]),
@@ -77,15 +72,7 @@ TRAIN_ACCS = ["acc/high", "acc/mid", "acc/low", "graph/neighbours"]
 
 
 def _cli(argv: list[str]) -> None:
-    from mlfo.cli import main
-
-    code = main(argv)
-    if code:
-        raise SystemExit(f"real_footage: mlfo {' '.join(argv[:3])} failed (exit code {code})")
-
-
-def _slug(name: str) -> str:
-    return name.replace("+", "plus_").replace(" ", "_")
+    run_mlfo(argv, "real_footage")
 
 
 def _read_scores(folder: Path, k: int, levels: Path | None = None) -> dict:
@@ -166,7 +153,7 @@ def run(args) -> dict:
             label, variant = VARIANTS[name]
             variant = [v.replace("RAMP", str(round(args.ramp * steps))).replace("HARD", str(args.hard_epoch))
                        for v in variant]
-            run_dir = out / f"seed{seed}" / _slug(name)
+            run_dir = out / f"seed{seed}" / slug(name)
             features = run_dir / "features"
             overrides = [
                 f"data.train={data / 'train.csv'}", "data.generate_demo=false", *SIZE, *color,
@@ -199,10 +186,10 @@ def run(args) -> dict:
             info.setdefault(name, {})[str(seed)] = {
                 "command": command, **_train_accuracies(run_dir / "pretrain"),
                 "wall_s": float(wall.read_text()) if wall.is_file() else None}
-            random_dir = out / f"seed{seed}" / _slug(args.variants[0]) / "features" / "baselines" / "random"
+            random_dir = out / f"seed{seed}" / slug(args.variants[0]) / "features" / "baselines" / "random"
             if first and (random_dir / "linear.card.json").is_file():
                 raw["random init"][str(seed)] = _read_scores(
-                    random_dir, args.knn_k, out / f"seed{seed}" / _slug(args.variants[0]) / "featlev" / "baselines" / "random")
+                    random_dir, args.knn_k, out / f"seed{seed}" / slug(args.variants[0]) / "featlev" / "baselines" / "random")
             print(f"   {label}, seed {seed}: " + ", ".join(
                 f"{t} {raw[name][str(seed)][t]:.1f}" for t in [m[2] for m in METRICS] + EXTRA
                 if t in raw[name][str(seed)]), flush=True)
