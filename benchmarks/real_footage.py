@@ -50,7 +50,7 @@ from mlfo_runs import ABLATION, run_mlfo, slug
 
 # The model / clip size of every run: the demo preset's r3d_small at half width on
 # 16 x 32 x 32 clips. Measured on 2 shared cores with another job at nice 0 (docs in
-# NOTES-issue12.md): 0.4 s per step with 1 thread, against 2 s for the demo's width at 48 px.
+# docs/results.md): 0.4 s per step with 1 thread, against 2 s for the demo's width at 48 px.
 SIZE = ["backbone.widths=[16,32,64,128]", "data.crop_size=32", "data.num_workers=1"]
 REFERENCE_COLOR = ["data.color_augment=true", "data.per_frame_color=true", "data.color_p_gray=0.5",
                    "data.color_strength=0.5", "data.color_hue=0.25"]

@@ -26,7 +26,8 @@ reached, its videos are skipped with the reason, and the build goes on without t
   too short.
 Every source is decoded once, sequentially from its first frame with PyAV (no seeking:
 some of these files have packed B-frames that a random-access reader can get wrong),
-scaled so its short side is 128 px, and kept in memory; clips are cut from these frames.
+scaled so its short side is 256 px (``Params.work_short_side``), and kept in memory;
+clips are cut from these frames.
 
 Train / test separation (no frame is ever in both):
 - "split" sources (cockatoo, bikes, balle_jbart, balle1_vp9): the last 30 % of frames
@@ -42,7 +43,7 @@ has a random start inside its segment and a *virtual camera pan*: a square crop 
 100 source frames, so a 4x clip pans 4x faster on screen. Why the pan: without it, half
 of the sources are nearly still at 64 px (balls in a classroom, a talking head), and a
 supervised r3d_small trained from scratch on the train split reached only 39 % speed
-accuracy (chance 33) and 19 % 6-way top-1 (/tmp probes, NOTES-issue12.md); with the pan
+accuracy (chance 33) and 19 % 6-way top-1 (``real_footage_supervised.py``, docs/results.md); with the pan
 it reached 54 % speed. Pan speed, direction and crop size have one distribution for every
 class, so only the playback speed changes the on-screen motion; a reversed clip plays
 the pan backwards as well (its direction is drawn uniformly anyway), so the arrow of
