@@ -23,8 +23,8 @@ plus the direction (2-way) and speed (3-way) accuracy of the kNN's 6-way predict
 3-way linear probe on speed alone,
 and the training accuracies at the end of pretraining (mean of the last 10 % of steps,
 and of the 10 % before, to show whether they flattened). Writes ``OUT/real_footage.json``
-(every raw number, timings, commands, machine) and ``OUT/real_footage.md``
-(mean +- sample sd over seeds). Finished runs are reused.
+(every raw number, timings, commands, machine), ``OUT/real_footage.md``
+(mean +- sample sd over seeds) and ``OUT/real_footage.png`` (the same as bars). Finished runs are reused.
 
     OMP_NUM_THREADS=2 nice -n 19 python benchmarks/real_footage.py --out runs/rf --seeds 0 1 2
     python benchmarks/real_footage.py --out runs/rf --variants "full MLFO" posrev --seeds 0
@@ -248,6 +248,34 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict, path: Path) -> None:
+    """Bars of mean +- sd per encoder for the headline metrics, chance as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [("kNN", 16.7), ("linear", 16.7), ("R@1", 16.7), ("kNN speed", 33.3), ("linear speed", 33.3),
+               ("kNN low", 16.7)]
+    names = [n for n, per_seed in result["raw"].items() if per_seed]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6), sharey=False)
+    for ax, (metric, chance) in zip(axes, metrics):
+        means, sds = [], []
+        for name in names:
+            values = [s[metric] for s in result["raw"][name].values() if metric in s]
+            means.append(statistics.fmean(values) if values else float("nan"))
+            sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.barh(range(len(names)), means, xerr=sds, color="tab:blue", alpha=0.8, capsize=2)
+        ax.axvline(chance, color="gray", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(names)), names if ax is axes[0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{metric} (%)", fontsize=9)
+    fig.suptitle(f"real footage, {result['steps']} steps, mean ± sd over seeds (dashed: chance)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/real_footage")
@@ -300,8 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Test split, %, mean ± sample sd over seeds; chance 16.7 (direction 50, speed 33.3). kNN k={args.knn_k}; "
         "R@1: test queries train; linear: BN + linear probe chosen on a train hold-out. acc/*: training "
         "accuracy, mean of the last 10 % of steps; neighbours: graph/neighbours per anchor.\n\n" + md + "\n")
+    plot(result, out / "real_footage.png")
     print("\n" + md)
-    print(f"\nwritten: {out / 'real_footage.json'}, {out / 'real_footage.md'} ({result['total_s'] / 60:.1f} min)")
+    print(f"\nwritten: {out / 'real_footage.json'}, {out / 'real_footage.md'}, {out / 'real_footage.png'} "
+          f"({result['total_s'] / 60:.1f} min)")
     return 0
 
 
