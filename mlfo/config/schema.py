@@ -123,34 +123,21 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
+_AT_LEAST_ONE = ("data.clip_len", "data.crop_size", "data.batch_size", "data.r_max", "train.epochs",
+                 "data.prefetch_factor")
+_NON_NEGATIVE = ("data.num_workers", "train.max_steps", "checkpoint.every_steps", "checkpoint.every_epochs",
+                 "checkpoint.keep", "optim.weight_decay", "optim.warmup_epochs", "data.color_strength",
+                 "data.color_hue", "data.color_ramp_steps")
+
+
 def validate(cfg: Config) -> Config:
     """Checks that need more than a type: ranges and combinations."""
-    positive = {
-        "data.clip_len": cfg.data.clip_len,
-        "data.crop_size": cfg.data.crop_size,
-        "data.batch_size": cfg.data.batch_size,
-        "data.r_max": cfg.data.r_max,
-        "train.epochs": cfg.train.epochs,
-        "data.prefetch_factor": cfg.data.prefetch_factor,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise MLFOError(f"{key}: must be at least 1, got {value}")
-    non_negative = {
-        "data.num_workers": cfg.data.num_workers,
-        "train.max_steps": cfg.train.max_steps,
-        "checkpoint.every_steps": cfg.checkpoint.every_steps,
-        "checkpoint.every_epochs": cfg.checkpoint.every_epochs,
-        "checkpoint.keep": cfg.checkpoint.keep,
-        "optim.weight_decay": cfg.optim.weight_decay,
-        "optim.warmup_epochs": cfg.optim.warmup_epochs,
-        "data.color_strength": cfg.data.color_strength,
-        "data.color_hue": cfg.data.color_hue,
-        "data.color_ramp_steps": cfg.data.color_ramp_steps,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise MLFOError(f"{key}: must not be negative, got {value}")
+    for keys, least, rule in ((_AT_LEAST_ONE, 1, "be at least 1"), (_NON_NEGATIVE, 0, "not be negative")):
+        for key in keys:
+            section, name = key.split(".")
+            value = getattr(getattr(cfg, section), name)
+            if value < least:
+                raise MLFOError(f"{key}: must {rule}, got {value}")
     if not cfg.train.dist_timeout_min > 0:
         raise MLFOError(f"train.dist_timeout_min: must be positive, got {cfg.train.dist_timeout_min}")
     if not cfg.optim.lr > 0:
