@@ -125,3 +125,41 @@ def test_written_csvs_use_the_demo_layout(tmp_path, monkeypatch):
     assert [c["name"] for c in meta["classes"]] == rfd.CLASSES
     assert {c["group"] for c in meta["classes"]} == {"forward", "reversed"}
     assert meta["counts"] == {"train": 12, "test": 6}
+
+
+def _feature_set(features: np.ndarray, labels: np.ndarray):
+    from mlfo.eval.features import FeatureSet
+
+    classes = [f"{d}_{s}" for d in ("forward", "reversed") for s in ("1x", "2x", "4x")]
+    return FeatureSet(features.astype(np.float32), labels.astype(np.int64), [f"v{i}" for i in range(len(labels))],
+                      [classes[i] for i in labels], protocol={"classes": classes})
+
+
+def test_speed_probe_reads_speed_only():
+    """The 3-way speed probe scores features that carry speed (and not direction) near
+    100 %, and features that carry only direction near chance (33 %)."""
+    import real_footage as rf
+
+    rng = np.random.default_rng(0)
+    labels = np.tile(np.arange(6), 30)
+    speed, direction = labels % 3, labels // 3
+    noise = rng.normal(0, 0.1, (len(labels), 8))
+    by_speed = np.eye(8)[speed] + noise
+    by_direction = np.eye(8)[direction] + noise
+    assert rf._linear_speed(_feature_set(by_speed, labels), _feature_set(by_speed, labels)) > 95
+    assert rf._linear_speed(_feature_set(by_direction, labels), _feature_set(by_direction, labels)) < 50
+
+
+def test_table_and_plot_from_a_result(tmp_path):
+    import real_footage as rf
+
+    scores = {"kNN": 25.0, "R@1": 20.0, "linear": 22.0, "kNN speed": 45.0, "linear speed": 44.0, "kNN low": 23.0}
+    result = {"raw": {"random init": {"0": dict(scores, kNN=17.0)},
+                      "full MLFO": {"0": scores, "1": dict(scores, kNN=27.0)}},
+              "runs": {"full MLFO": {"0": {"acc/high": 0.5, "wall_s": 600.0}, "1": {"acc/high": 0.7, "wall_s": 660.0}}},
+              "steps": 800}
+    table = rf.table(result)
+    assert "| (e) full MLFO | 0,1 | 26.0 ± 1.4 |" in table and "| (a) random init | 0 | 17.0 ± 0.0 |" in table
+    assert "| 0.60 |" in table and table.rstrip().endswith("| 10.5 |")
+    rf.plot(result, tmp_path / "rf.png")
+    assert (tmp_path / "rf.png").stat().st_size > 10_000
