@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import real_footage_data as rfd  # noqa: E402
+import real_footage_data as rfd
 
 SMALL = rfd.Params(train_per_class=2, test_per_class=1, size=16)
 
