@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -36,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlfo_runs import ABLATION, run_mlfo, slug
+from mlfo_runs import ABLATION, machine, run_mlfo, slug
 
 # Objective / model switches of each trained variant (everything else: the preset).
 VARIANTS: dict[str, list[str]] = ABLATION
@@ -177,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "knn_k": args.knn_k,
         "center": args.center,
         "overrides": args.overrides,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **machine(),
         "total_s": round(time.time() - started, 1),
     })
     out = Path(args.out)

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -46,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlfo_runs import ABLATION, run_mlfo, slug
+from mlfo_runs import ABLATION, machine, run_mlfo, slug
 
 # The model / clip size of every run: the demo preset's r3d_small at half width on
 # 16 x 32 x 32 clips. Measured on 2 shared cores with another job at nice 0 (docs in
@@ -308,14 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     result = run(args)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
     result.update({
         "command": command, "config": args.config, "seeds": args.seeds, "knn_k": args.knn_k,
-        "overrides": args.overrides,
-        "machine": f"{cpu}, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "overrides": args.overrides, **machine(),
         "total_s": round(time.time() - started, 1),
     })
     out = Path(args.out)
