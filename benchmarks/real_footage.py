@@ -198,7 +198,8 @@ def run(args) -> dict:
                 for evaluation in (["knn", "--k", str(args.knn_k)], ["retrieval"], ["linear"]):
                     _cli(["eval", evaluation[0], str(features), *evaluation[1:], "--no-plots"])
                 (run_dir / "wall_s.txt").write_text(f"{time.time() - started:.1f}\n")
-            if not (features / "train" / "features_mid.npy").is_file() and not (run_dir / "featlev" / "train").is_dir():
+            if (not args.collect and not (features / "train" / "features_mid.npy").is_file()
+                    and not (run_dir / "featlev" / "train").is_dir()):
                 # a run extracted before the runner saved every level: low / mid features beside it
                 _cli(["extract", str(run_dir / "pretrain" / "last.pt"), str(data), str(run_dir / "featlev"),
                       "--levels", *(["--baseline", "random", "--seed", str(seed)] if first else []), *view])
@@ -221,8 +222,9 @@ def run(args) -> dict:
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
+    if len(values) == 1:  # one seed: no spread to show
+        return f"{values[0]:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def table(result: dict) -> str:
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-clips", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="smoke test: 10 steps, one seed")
     parser.add_argument("--collect", action="store_true",
-                        help="train nothing: tabulate the (seed, variant) runs already finished in OUT")
+                        help="train and extract nothing: tabulate the (seed, variant) runs already finished in OUT")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on 2 shared cores, 2 threads ran 5x slower "
                              "than 1 while another job used both cores)")

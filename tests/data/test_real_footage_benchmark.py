@@ -159,7 +159,7 @@ def test_table_and_plot_from_a_result(tmp_path):
               "runs": {"full MLFO": {"0": {"acc/high": 0.5, "wall_s": 600.0}, "1": {"acc/high": 0.7, "wall_s": 660.0}}},
               "steps": 800}
     table = rf.table(result)
-    assert "| (e) full MLFO | 0,1 | 26.0 ± 1.4 |" in table and "| (a) random init | 0 | 17.0 ± 0.0 |" in table
+    assert "| (e) full MLFO | 0,1 | 26.0 ± 1.4 |" in table and "| (a) random init | 0 | 17.0 |" in table
     assert "| 0.60 |" in table and table.rstrip().endswith("| 10.5 |")
     rf.plot(result, tmp_path / "rf.png")
     assert (tmp_path / "rf.png").stat().st_size > 10_000
