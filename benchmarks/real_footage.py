@@ -83,9 +83,8 @@ def _read_scores(folder: Path, k: int, levels: Path | None = None) -> dict:
         card = json.loads((folder / f"{label}.card.json").read_text())
         scores[title] = card["metrics"][metric]
     scores.update(_factor_accuracies(folder, k))
-    if levels is not None and (levels / "train" / "features_mid.npy").is_file():
-        scores.update({key: v for key, v in _factor_accuracies(levels, k).items() if key.startswith("kNN m")
-                       or key.startswith("kNN l")})
+    if levels is not None and "kNN mid" not in scores:  # level features extracted beside an older run
+        scores.update(_level_knn(levels, k))
     return scores
 
 
@@ -108,6 +107,20 @@ def _linear_speed(train, test) -> float:
     return linear_split(by_speed(train), by_speed(test), LinearProbeConfig(device="cpu")).metrics["top1"]
 
 
+def _level_knn(folder: Path, k: int) -> dict:
+    """The 6-way kNN on the pooled mid / low features that ``folder`` holds (where MLFO's
+    motion contrast acts)."""
+    from mlfo.eval.features import load_feature_set
+    from mlfo.eval.protocols import knn_split
+
+    out = {}
+    for level in ("mid", "low"):
+        if (folder / "train" / f"features_{level}.npy").is_file():
+            split = knn_split(load_feature_set(folder / "train", level), load_feature_set(folder / "test", level), k=k)
+            out[f"kNN {level}"] = split.metrics["top1"]
+    return out
+
+
 def _factor_accuracies(folder: Path, k: int) -> dict:
     """Direction and speed accuracy of the 6-way kNN predictions (same kNN as the card),
     and the 6-way kNN on the low / mid features (where MLFO's motion contrast acts)."""
@@ -124,11 +137,7 @@ def _factor_accuracies(folder: Path, k: int) -> dict:
         out = {"kNN direction": 100 * sum(t[0] == g[0] for t, g in zip(true, got)) / n,
                "kNN speed": 100 * sum(t[1] == g[1] for t, g in zip(true, got)) / n,
                "linear speed": _linear_speed(train, test)}
-        for level in ("mid", "low"):
-            if (folder / "train" / f"features_{level}.npy").is_file():
-                split = knn_split(load_feature_set(folder / "train", level), load_feature_set(folder / "test", level), k=k)
-                out[f"kNN {level}"] = split.metrics["top1"]
-        return out
+        return out | _level_knn(folder, k)
     except Exception as err:  # an evaluation API that moved: the cards still hold the main numbers
         print(f"real_footage: no direction / speed / level accuracy ({err})", file=sys.stderr)
         return {}
