@@ -231,6 +231,7 @@ def discover_roots(root: str | os.PathLike, splits: list[str] | None = None,
     root = Path(root)
     if not root.is_dir():
         raise MLFOError(f"{root}: no such feature folder")
+    _check_record(root)
     pairs = find_train_test(root)
     if not pairs:
         raise MLFOError(
@@ -242,7 +243,6 @@ def discover_roots(root: str | os.PathLike, splits: list[str] | None = None,
         if missing:
             raise MLFOError(f"{root}: no features for {', '.join(missing)} (have: {', '.join(pairs)})")
         pairs = {s: pairs[s] for s in splits}
-    _check_record(root)
     found = [FeatureRoot(root, pairs)]
     baselines = sorted(p for p in (root / BASELINES_DIR).iterdir() if p.is_dir()) \
         if include_baselines and (root / BASELINES_DIR).is_dir() else []
