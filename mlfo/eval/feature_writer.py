@@ -149,7 +149,8 @@ def write_features(
             if ctx.is_main:
                 print(f"{part.subdir or 'videos'}: written earlier by the same extraction; kept")
             continue
-        shards = folder.shard_folder(part.subdir, fingerprint([description, part.subdir]))
+        same_work = {k: v for k, v in description.items() if k != "parts"}, description["parts"][part.subdir]
+        shards = folder.shard_folder(part.subdir, fingerprint([same_work, part.subdir]))
         res = extract_sharded(modules, views.dataset(part.records, backend=backend), shards, ctx,
                               shard_videos=shard_videos, levels=level_names, device=ctx.device,
                               precision=precision, progress=progress, desc=f"extract {part.subdir or 'videos'}",

@@ -2,15 +2,17 @@
 else, never leaves stale features beside new ones, and a half-done extraction is known.
 
 ``OUT/mlfo-extract.json`` (the *record*) lists every file the extraction writes, before it
-writes it, with the extraction's fingerprint (encoders, views, levels, data, precision)
-and its state: ``running`` until the last part is written, then ``complete``. Claiming a
-folder (rank 0, after every input is validated, before anything is written):
+writes it, with the extraction's fingerprint (encoders, views, levels, precision, classes),
+each part's video list digest, and its state: ``running`` until the last part is written,
+then ``complete``. Claiming a folder (rank 0, after every input is validated, before
+anything is written):
 
 - a file the extraction would write, or a feature set ``mlfo eval`` would read, that the
   record does not list is the user's: refused, whatever the flags;
 - an input (the video list, the split folder) among the files to write or remove: refused;
-- the same fingerprint resumes (finished parts and shards are kept);
-- another fingerprint needs ``--overwrite``, which first deletes every file the record
+- the same fingerprint resumes (finished parts and shards are kept) or adds parts (a
+  ``--subset test`` after a ``--subset train``);
+- another fingerprint, or another video list for a part already there, needs ``--overwrite``, which first deletes every file the record
   lists (stale baselines included), and nothing else.
 """
 
@@ -137,18 +139,22 @@ def claim(root: Path, planned: list[Path], inputs: list[Path], description: dict
         raise MLFOError(f"{foreign[0]}: exists and was not written by this output folder's mlfo extract "
                         f"({len(foreign)} such file{'s' if len(foreign) > 1 else ''}); move it or choose "
                         "another output folder")
-    fp = fingerprint(description)
-    if old is not None and old.get("fingerprint") != fp and not overwrite:
+    fp = fingerprint({k: v for k, v in description.items() if k not in ("parts", "summary")})
+    parts = description.get("parts", {})
+    same = old is not None and old.get("fingerprint") == fp and all(
+        (old.get("parts") or {}).get(name, digest) == digest for name, digest in parts.items())
+    if old is not None and not same and not overwrite:
         raise MLFOError(f"{root}: holds the features of another extraction ({old.get('summary', 'see ' + RECORD_FILE)}"
                         f"); pass --overwrite to replace its {len(listed)} files, or choose another output folder")
     _make_folder(root)
-    folder = OutputFolder(root, old if old is not None and old.get("fingerprint") == fp else {})
-    if old is not None and not folder.record:
+    folder = OutputFolder(root, old if same else {})
+    if old is not None and not same:
         _remove(root, listed)
         folder.remove_shards()
     if not folder.record:
         folder.record = {"kind": RECORD_KIND, "fingerprint": fp, "state": "running",
-                         "summary": description.get("summary", ""), "done_parts": [], "files": []}
+                         "summary": description.get("summary", ""), "parts": {}, "done_parts": [], "files": []}
+    folder.record["parts"] = {**folder.record.get("parts", {}), **parts}  # another subset may join
     folder.record["state"] = "running"
     folder.save()
     return folder

@@ -149,3 +149,13 @@ def test_read_only_folder_is_one_line(data, tmp_path, capsys):
         assert str(ro) in _one_error_line(capsys)
     finally:
         ro.chmod(0o700)
+
+
+def test_subsets_extracted_one_after_the_other_share_the_folder(data, tmp_path):
+    out = tmp_path / "out"
+    assert run("extract", "random", data, out, *TINY, "--subset", "train") == 0
+    assert run("eval", "knn", out, "--no-plots", "--k", "2") == 2  # no test/ yet
+    assert run("extract", "random", data, out, *TINY, "--subset", "test") == 0  # the same extraction grows
+    assert run("eval", "knn", out, "--no-plots", "--k", "2") == 0
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert record["state"] == "complete" and sorted(record["done_parts"]) == ["test", "train"]
