@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+from datetime import timedelta
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def extract_features(
     if not launched_by_torchrun():
         ctx = DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     else:
-        ctx = init_distributed(device or "auto")
+        # torchrun gives each process its GPU (LOCAL_RANK); a bounded wait covers rank 0's merge
+        ctx = init_distributed((device or "auto").split(":")[0], timeout=timedelta(minutes=60))
     ok = False
     try:
         resolved = resolved or data_cfg.resolve(data, progress=False)

@@ -134,9 +134,9 @@ def write_features(
     ctx = ctx or DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     level_names = ["low", "mid", "high"] if levels else ["high"]
     precision = resolve_precision(precision, ctx.device)
-    for part in parts:
-        if not part.records:
-            raise MLFOError(f"{part.info.get('source')}: no readable videos to extract")
+    empty = next((p for p in parts if not p.records), None)
+    if empty is not None:
+        raise MLFOError(f"{empty.info.get('source')}: no readable videos to extract")
     targets = {p.subdir: _targets(out, encoders, p) for p in parts}
     planned = [f for t in targets.values() for d in t.values() for f in feature_set_files(d, level_names)]
     description = _description(encoders, parts, classes, views, level_names, precision)
