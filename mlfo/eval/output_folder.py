@@ -114,7 +114,10 @@ def _existing(root: Path, planned: list[Path]) -> list[Path]:
 def _remove(root: Path, files: set[Path]) -> None:
     """Delete ``files`` (what the old record lists), then the folders they leave empty."""
     for path in sorted(files):
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            raise MLFOError(f"{path}: cannot remove it ({err.strerror or err})") from None
     for folder in sorted({p.parent for p in files}, key=lambda p: -len(p.parts)):
         while folder != root and folder.is_relative_to(root):
             try:

@@ -45,11 +45,15 @@ def save_shard(path: Path, span: range, batches: Sequence[BatchFeatures], keys: 
     meta = {"start": span.start, "stop": span.stop, "kept": [i for b in batches for i in b.index],
             "failed": [i for b in batches for i in b.failed], "skipped": [s for b in batches for s in b.skipped]}
     arrays = {f"{k}.{lv}": stacked[k][lv].astype(np.float32) for k in keys for lv in levels}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+    except OSError as err:  # disk full, read-only: one line, and no half-written shard
+        tmp.unlink(missing_ok=True)
+        raise MLFOError(f"{path}: cannot write the shard ({err.strerror or err})") from None
 
 
 def load_shard(path: Path, span: range, keys: Sequence[str], levels: Sequence[str]) -> BatchFeatures | None:

@@ -159,3 +159,17 @@ def test_subsets_extracted_one_after_the_other_share_the_folder(data, tmp_path):
     assert run("eval", "knn", out, "--no-plots", "--k", "2") == 0
     record = json.loads((out / RECORD_FILE).read_text())
     assert record["state"] == "complete" and sorted(record["done_parts"]) == ["test", "train"]
+
+
+def test_disk_full_while_writing_a_shard_is_one_line_and_leaves_no_partial_file(data, tmp_path, monkeypatch, capsys):
+    import mlfo.eval.shards as shards
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shards.np, "savez", full)
+    out = tmp_path / "out"
+    assert run("extract", "random", data, out, *TINY) == 2
+    line = _one_error_line(capsys)
+    assert "shard-000000.npz" in line and "No space left on device" in line
+    assert not [p for p in out.rglob("*") if p.is_file() and p.name != RECORD_FILE]
