@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import os
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
