@@ -59,12 +59,12 @@ def _claim(ctx: DistContext, out: Path, planned, inputs, description, overwrite)
 
 
 def _protocol(enc: Encoder, part: DataPart, res: ExtractionResult, kept, skipped, views: ViewConfig,
-              levels, classes, groups) -> dict:
+              levels, classes, groups, processes: int = 1) -> dict:
     protocol = {
         "encoder": _encoder_info(enc), "views": views.to_dict(), "levels": list(levels), "data": part.info,
         "classes": classes, "groups": groups, "n_videos": len(kept), "n_skipped": len(skipped),
         "skipped": skipped, "feature_dim": int(res.features[enc.key]["high"].shape[1]),
-        "device": res.device, "precision": res.precision, "seconds": round(res.seconds, 2),
+        "device": res.device, "processes": processes, "precision": res.precision, "seconds": round(res.seconds, 2),
         "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in kept])
@@ -143,7 +143,7 @@ def write_features(
     folder = _claim(ctx, out, planned, inputs, description, overwrite)
     done = all_gather_objects(ctx, folder.done_parts)[0]
     modules = {e.key: e.module for e in encoders}
-    meta = {"views": views, "levels": level_names, "classes": classes, "groups": groups}
+    meta = {"views": views, "levels": level_names, "classes": classes, "groups": groups, "processes": ctx.world_size}
     for part in parts:
         if part.subdir in done:
             if ctx.is_main:

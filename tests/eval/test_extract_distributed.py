@@ -53,6 +53,7 @@ def test_two_torchrun_processes_agree_with_one(data, single, tmp_path):
     _same_features(single, out)
     assert not (out / SHARDS_DIR).exists() and '"complete"' in (out / RECORD_FILE).read_text()
     assert done.stdout.count("train: 5 videos") == 1  # rank 0 alone writes and reports
+    assert load_feature_set(out / "test").protocol["processes"] == 2
     assert load_feature_set(single / "train").features.std(0).max() > 1e-3  # the comparison can fail
 
 
