@@ -12,8 +12,9 @@ anything is written):
 - an input (the video list, the split folder) among the files to write or remove: refused;
 - the same fingerprint resumes (finished parts and shards are kept) or adds parts (a
   ``--subset test`` after a ``--subset train``);
-- another fingerprint, or another video list for a part already there, needs ``--overwrite``, which first deletes every file the record
-  lists (stale baselines included), and nothing else.
+- another fingerprint, or another video list for a part already there, needs
+  ``--overwrite``, which first deletes every file the record lists (stale baselines
+  included), and nothing else.
 """
 
 from __future__ import annotations
