@@ -103,6 +103,16 @@ def _targets(out: Path, encoders: list[Encoder], part: DataPart) -> dict[str, Pa
     return {e.key: (out if e.key == "main" else out / BASELINES_DIR / e.key) / part.subdir for e in encoders}
 
 
+def _check_arguments(parts: list[DataPart], batch_size: int, shard_videos: int) -> None:
+    """Before anything is written."""
+    for flag, value in (("--batch-size", batch_size), ("--shard-videos", shard_videos)):
+        if value < 1:
+            raise MLFOError(f"{flag}: must be at least 1, got {value}")
+    empty = next((p for p in parts if not p.records), None)
+    if empty is not None:
+        raise MLFOError(f"{empty.info.get('source')}: no readable videos to extract")
+
+
 def write_features(
     encoder: Encoder,
     baselines: list[Encoder],
@@ -134,9 +144,7 @@ def write_features(
     ctx = ctx or DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     level_names = ["low", "mid", "high"] if levels else ["high"]
     precision = resolve_precision(precision, ctx.device)
-    empty = next((p for p in parts if not p.records), None)
-    if empty is not None:
-        raise MLFOError(f"{empty.info.get('source')}: no readable videos to extract")
+    _check_arguments(parts, batch_size, shard_videos)
     targets = {p.subdir: _targets(out, encoders, p) for p in parts}
     planned = [f for t in targets.values() for d in t.values() for f in feature_set_files(d, level_names)]
     description = _description(encoders, parts, classes, views, level_names, precision)

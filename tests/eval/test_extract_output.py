@@ -59,6 +59,8 @@ def test_a_file_it_did_not_write_is_refused_even_with_overwrite(data, tmp_path, 
         assert (out / "test" / "protocol.json").read_text() == notes
         assert not (out / "train").exists()
     assert run("extract", "random", tmp_path / "missing.csv", tmp_path / "new", *TINY) == 2
+    assert run("extract", "random", data, tmp_path / "new", *TINY, "--batch-size", "0") == 2
+    assert "--batch-size" in capsys.readouterr().err.splitlines()[-1]
     assert not (tmp_path / "new").exists()  # inputs validated before anything is written
 
 
