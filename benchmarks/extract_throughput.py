@@ -2,8 +2,8 @@
 
 Runs the same code as ``mlfo extract`` (EvalClipDataset + batched encoder forward) on the
 demo dataset, for a random-init encoder of each architecture, and reports
-- decode+views: the DataLoader alone (decoding, resize, crops, normalisation),
-- end to end: decoding + encoder forward, as ``mlfo extract`` runs it,
+- decode+views: the DataLoader alone (decoding, resize, crops; the views leave it as uint8),
+- end to end: decoding + normalisation on the device + encoder forward, as ``mlfo extract`` runs it,
 so the ratio says whether extraction is bound by decoding or by the network.
 
     python benchmarks/extract_throughput.py             # r3d_small 8x64 and 16x48, r3d_18 16x112

@@ -7,6 +7,7 @@ generated from their fields, ``mlfo.config.flags``) and calls the eval API.
 from __future__ import annotations
 
 import argparse
+import os
 
 COMMANDS = {
     "extract": "per-video features of an encoder (and baselines), averaged over views",
@@ -21,6 +22,8 @@ examples:
   mlfo extract encoder.safetensors /data/UCF-101 feats/ucf --fmt ucf101 --split-dir /data/ucfTrainTestlist --split all
       # feats/ucf/split{1,2,3}/{train,test}
   mlfo extract random my_videos.csv feats/rand --arch r3d_18 --seed 0 --clips 10 --crops three
+  torchrun --nproc_per_node 8 -m mlfo.cli extract encoder.safetensors /data/k400/val feats/k400
+      # the processes share the videos; run it again after an interruption to resume
 """
 
 EPILOG_EVAL = """\
@@ -104,6 +107,12 @@ def register(subparsers) -> None:
     add_flags(x, ViewConfig, title=_views_title())
     x.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default 32)")
     x.add_argument("--levels", action="store_true", help="also save pooled low and mid features")
+    x.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 autocast on a GPU, fp32 on the CPU")
+    x.add_argument("--shard-videos", type=int, default=256, metavar="N",
+                   help="videos per shard: the unit processes share and an interrupted run resumes from")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace the features of another extraction in OUT (only files mlfo extract wrote)")
     x.set_defaults(func=run_extract)
 
     ev = subparsers.add_parser("eval", help=COMMANDS["eval"],
@@ -159,9 +168,11 @@ def run_extract(args) -> int:
     written = extract_features(args.checkpoint, args.data, args.out, from_flags(ViewConfig, args),
                                from_flags(EvalData, args), seed=args.seed, levels=args.levels,
                                batch_size=args.batch_size, workers=args.workers, device=args.device,
-                               progress=not args.quiet, **_encoder(args))
-    for key, dirs in written.items():
-        print(f"mlfo: {key}: " + ", ".join(str(d) for d in dirs))
+                               progress=not args.quiet, overwrite=args.overwrite, precision=args.precision,
+                               shard_videos=args.shard_videos, **_encoder(args))
+    if int(os.environ.get("RANK", "0")) == 0:
+        for key, dirs in written.items():
+            print(f"mlfo: {key}: " + ", ".join(str(d) for d in dirs))
     return 0
 
 

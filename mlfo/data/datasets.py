@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from mlfo.data.readers import open_video
 from mlfo.data.sampling import clip_indices, sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
-from mlfo.data.transforms import RandomResizedCropFlip, eval_views, normalize_clips, resize_short_side
+from mlfo.data.transforms import RandomResizedCropFlip, eval_views, resize_short_side
 
 if TYPE_CHECKING:
     from mlfo.data.sources import VideoRecord
@@ -133,12 +133,14 @@ class RandomClipDataset(_KeyedVideos):
 
 
 class EvalClipDataset(Dataset):
-    """Deterministic evaluation views of each video: clips x crops, normalised.
+    """Deterministic evaluation views of each video: clips x crops, as uint8.
 
     Clips: ``num_clips`` spread uniformly, or every window ``stride`` frames apart when
     ``stride`` is given. Crops after resizing the short side to ``resize``: 1 ("center"),
-    3 ("three") or 10 ("ten"). ``[i] -> {"views": float (V, 3, T, S, S), "label", "index"}``
+    3 ("three") or 10 ("ten"). ``[i] -> {"views": uint8 (V, T, S, S, 3), "label", "index"}``
     with V = clips x crops (clip-major). A video shorter than a clip repeats its last frame.
+    The views stay uint8 through the workers, IPC and pinned memory (a quarter of float32's
+    bytes); ``normalize_clips`` runs batched on the device that consumes them.
     """
 
     def __init__(
@@ -181,5 +183,5 @@ class EvalClipDataset(Dataset):
             eval_views(frames[[position[i] for i in clip]], self.resize, self.crop_size, self.crop_mode)
             for clip in clips
         ]  # each (crops, T, S, S, 3); already resized, so eval_views only crops
-        views = torch.cat(views)  # (V, T, S, S, 3)
-        return {"views": normalize_clips(views), "label": int(getattr(record, "label", -1)), "index": index}
+        views = torch.cat(views)  # uint8 (V, T, S, S, 3)
+        return {"views": views, "label": int(getattr(record, "label", -1)), "index": index}

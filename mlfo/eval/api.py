@@ -12,17 +12,21 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from mlfo.data import provenance
 from mlfo.data.splits import EvalData
+from mlfo.distributed import DistContext, init_distributed, launched_by_torchrun, leads_its_node, teardown
 from mlfo.errors import MLFOError
 from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
 from mlfo.eval.cards import make_card, print_cards, write_card
 from mlfo.eval.encoders import resolve_baselines, resolve_encoder
-from mlfo.eval.extract import write_features
+from mlfo.eval.feature_writer import write_features
 from mlfo.eval.features import BASELINES_DIR, FeatureRoot, discover_roots, split_names
 from mlfo.eval.finetune import FinetuneConfig, finetune
 from mlfo.eval.knn import KnnConfig, topk_accuracy
@@ -56,16 +60,39 @@ def extract_features(
     workers: int = 0,
     device: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    precision: str = "auto",
+    shard_videos: int = 256,
 ) -> dict[str, list[Path]]:
     """Features of ``checkpoint`` (a checkpoint or encoder file, ``torchvision:PATH`` or
     ``random``) and of each baseline (``random``, ``torchvision:PATH``) on ``data``, written
-    under ``out``; returns encoder key -> feature folders."""
+    under ``out``; returns encoder key -> feature folders. Under torchrun the processes
+    share the videos (``mlfo.eval.feature_writer``)."""
     views, data_cfg = views or ViewConfig(), data_cfg or EvalData()
     main, others = _encoders(checkpoint, baselines, arch, seed, name)
-    parts, classes, groups, dropped = data_cfg.resolve(data, progress=progress)
-    return write_features(main, others, parts, classes, groups, dropped, out, views, levels=levels,
-                          batch_size=batch_size, num_workers=workers, device=device,
-                          backend=data_cfg.backend, progress=progress)
+    # The node's first process indexes the data before the process group exists (see
+    # mlfo.train.indexing); the others read its cache once they have joined.
+    resolved = data_cfg.resolve(data, progress=progress) if leads_its_node() else None
+    if not launched_by_torchrun():
+        ctx = DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    else:
+        # torchrun gives each process its GPU (LOCAL_RANK); a bounded wait covers rank 0's merge
+        ctx = init_distributed((device or "auto").split(":")[0], timeout=timedelta(minutes=60))
+    ok = False
+    try:
+        resolved = resolved or data_cfg.resolve(data, progress=False)
+        inputs = [data] + ([data_cfg.split_dir] if data_cfg.split_dir else [])
+        written = write_features(main, others, *resolved, out, views, levels=levels, batch_size=batch_size,
+                                 num_workers=workers, backend=data_cfg.backend, progress=progress and ctx.is_main,
+                                 overwrite=overwrite, precision=precision, shard_videos=shard_videos,
+                                 inputs=inputs, ctx=ctx)
+        ok = True
+        return written
+    finally:
+        if ok:
+            teardown(ctx)
+        elif ctx.distributed and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def feature_roots(features: str | os.PathLike | None = None, *, train: str | None = None,

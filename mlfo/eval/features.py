@@ -11,11 +11,15 @@ One *feature set* is a folder with::
 (``split1/train`` ... for UCF101 / HMDB51), or a single set directly in the root; the
 baselines it is asked for go to ``<root>/baselines/<name>/`` with the same layout, so
 ``mlfo eval ... ROOT`` evaluates an encoder and its baselines by the same protocol.
+``<root>/mlfo-extract.json`` records what ``mlfo extract`` wrote (``mlfo.eval.output_folder``);
+a root whose extraction is still running (or was interrupted) is refused here, and so is
+a baseline whose views differ from the encoder's.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -31,6 +35,26 @@ INDEX_FILE = "index.csv"
 PROTOCOL_FILE = "protocol.json"
 BASELINES_DIR = "baselines"
 LEVELS = ("low", "mid", "high")
+RECORD_FILE = "mlfo-extract.json"  # what mlfo extract wrote here (mlfo.eval.output_folder)
+SHARDS_DIR = ".mlfo-shards"  # finished shards of an extraction under way
+_SETS = ("", "train/", "test/", "split*/train/", "split*/test/")
+FEATURE_SET_GLOBS = tuple(f"{b}{s}{f}" for b in ("", f"{BASELINES_DIR}/*/") for s in _SETS
+                          for f in ("features*.npy", INDEX_FILE, PROTOCOL_FILE))
+RANDOM_INIT = "mlfo.models.backbones.build_backbone under torch.manual_seed(seed)"
+
+
+def encoder_identity(info: dict | None) -> str | None:
+    """What identifies an encoder's weights: its file's sha256, or for a random-init encoder
+    its architecture, seed and initialisation; None when nothing does."""
+    info = info or {}
+    if info.get("identity"):
+        return str(info["identity"])
+    if info.get("sha256"):
+        return f"sha256:{info['sha256']}"
+    if info.get("kind") == "random" and info.get("arch") is not None:
+        text = json.dumps({"arch": info["arch"], "seed": info.get("seed"), "init": RANDOM_INIT}, sort_keys=True)
+        return f"random:{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+    return None
 
 
 @dataclass
@@ -57,19 +81,42 @@ def level_file(level: str) -> str:
     return FEATURES_FILE if level == "high" else f"features_{level}.npy"
 
 
+def feature_set_files(out_dir: Path, levels=("high",)) -> list[Path]:
+    """The files ``save_feature_set`` writes into ``out_dir``."""
+    return [out_dir / level_file(lv) for lv in levels] + [out_dir / INDEX_FILE, out_dir / PROTOCOL_FILE]
+
+
+def _atomic(path: Path, write) -> None:
+    """``write(file)`` to a temporary name beside ``path``, then rename: whole files or none."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") if path.suffix == ".npy" else open(tmp, "w", newline="") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise MLFOError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
 def save_feature_set(fs: FeatureSet, out_dir: str | os.PathLike) -> Path:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / FEATURES_FILE, fs.features.astype(np.float32))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MLFOError(f"{out_dir}: cannot create the folder ({err.strerror or err})") from None
+    _atomic(out_dir / FEATURES_FILE, lambda fh: np.save(fh, fs.features.astype(np.float32)))
     for level, values in fs.levels.items():
         if level != "high":
-            np.save(out_dir / level_file(level), values.astype(np.float32))
-    with open(out_dir / INDEX_FILE, "w", newline="") as fh:
+            _atomic(out_dir / level_file(level), lambda fh, v=values: np.save(fh, v.astype(np.float32)))
+
+    def index(fh):
         writer = csv.writer(fh)
         writer.writerow(["path", "label", "label_name"])
         for path, label, name in zip(fs.paths, fs.labels.tolist(), fs.label_names):
             writer.writerow([path, int(label), name])
-    (out_dir / PROTOCOL_FILE).write_text(json.dumps(fs.protocol, indent=2) + "\n")
+
+    _atomic(out_dir / INDEX_FILE, index)
+    _atomic(out_dir / PROTOCOL_FILE, lambda fh: fh.write(json.dumps(fs.protocol, indent=2) + "\n"))
     fs.directory = out_dir
     return out_dir
 
@@ -184,6 +231,7 @@ def discover_roots(root: str | os.PathLike, splits: list[str] | None = None,
     root = Path(root)
     if not root.is_dir():
         raise MLFOError(f"{root}: no such feature folder")
+    _check_record(root)
     pairs = find_train_test(root)
     if not pairs:
         raise MLFOError(
@@ -198,14 +246,44 @@ def discover_roots(root: str | os.PathLike, splits: list[str] | None = None,
     found = [FeatureRoot(root, pairs)]
     baselines = sorted(p for p in (root / BASELINES_DIR).iterdir() if p.is_dir()) \
         if include_baselines and (root / BASELINES_DIR).is_dir() else []
+    views = _views_of(next(iter(pairs.values()))[0])
     for cand in baselines:
         theirs = find_train_test(cand)
         missing = [s or "train/test" for s in pairs if s not in theirs]
         if missing:
             raise MLFOError(f"{cand}: baseline has no features for {', '.join(missing)} (the encoder has); "
                             "extract them, or pass --no-baselines")
+        first = next(iter(theirs[s] for s in pairs))[0]
+        if _views_of(first) != views:
+            raise MLFOError(f"{first}: baseline features of other views ({_views_text(first)}) than the "
+                            f"encoder's ({_views_text(next(iter(pairs.values()))[0])}); re-extract them "
+                            "together, or pass --no-baselines")
         found.append(FeatureRoot(cand, {s: theirs[s] for s in pairs}))
     return found
+
+
+def _views_of(feature_dir: Path):
+    return _read_protocol(feature_dir / PROTOCOL_FILE).get("views")
+
+
+def _views_text(feature_dir: Path) -> str:
+    views = _views_of(feature_dir)
+    return views.get("text", "?") if isinstance(views, dict) else "not recorded"
+
+
+def _check_record(root: Path) -> None:
+    """Refuse a root whose ``mlfo extract`` has not finished (interrupted, or still running)."""
+    path = root / RECORD_FILE
+    if not path.is_file():
+        return
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise MLFOError(f"{path}: not readable JSON ({str(err).splitlines()[0]})") from None
+    if not isinstance(record, dict) or record.get("state") != "complete":
+        done = ", ".join(record.get("done_parts") or []) if isinstance(record, dict) else ""
+        raise MLFOError(f"{root}: its extraction did not finish (parts done: {done or 'none'}); run the same "
+                        "`mlfo extract` again to complete it")
 
 
 def split_names(split: str | None) -> list[str] | None:

@@ -17,7 +17,7 @@ from mlfo.errors import MLFOError
 from mlfo.eval import plots
 from mlfo.eval.cards import make_card, print_cards, write_card
 from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
-from mlfo.eval.features import FeatureRoot, FeatureSet, load_feature_set
+from mlfo.eval.features import FeatureRoot, FeatureSet, encoder_identity, load_feature_set
 from mlfo.eval.knn import knn_scores, topk_accuracy
 from mlfo.eval.labels import align, notes_line
 from mlfo.eval.linear import LinearProbeConfig, linear_probe
@@ -155,9 +155,9 @@ def _check_compatible(train: FeatureSet, test: FeatureSet) -> None:
             f"{test.directory}: feature size {test.features.shape[1]} differs from train's "
             f"{train.features.shape[1]} ({train.directory}); extract both with the same encoder"
         )
-    a, b = train.protocol.get("encoder", {}).get("sha256"), test.protocol.get("encoder", {}).get("sha256")
-    if a and b and a != b:
-        raise MLFOError(f"{test.directory}: extracted with another checkpoint than {train.directory}")
+    a, b = encoder_identity(train.protocol.get("encoder")), encoder_identity(test.protocol.get("encoder"))
+    if a and b and a != b:  # random-init encoders are identified by architecture, seed and init
+        raise MLFOError(f"{test.directory}: extracted with another encoder than {train.directory}")
 
 
 def _plots(task, label, target, per_split, train, test, name, curves, level) -> None:

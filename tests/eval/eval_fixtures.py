@@ -36,3 +36,16 @@ def ucf_fixture(tmp_path):
         for g in (1, 2, 3):
             write_frames(root / c / f"v_{c}_g0{g}_c01", 10, offset=ci * 10 + g)
     return root, splits
+
+
+def csv_dataset(root: Path, n_train: int = 5, n_test: int = 3, frames: int = 8) -> Path:
+    """A folder with train.csv and test.csv over frame-folder videos of two classes."""
+    rows = {"train": [], "test": []}
+    for subset, n in (("train", n_train), ("test", n_test)):
+        for k in range(n):
+            name = f"{subset}_{k}"
+            write_frames(root / "videos" / name, frames, offset=7 * k + (subset == "test"))
+            rows[subset].append(f"videos/{name},{'ab'[k % 2]}\n")
+    for subset, lines in rows.items():
+        (root / f"{subset}.csv").write_text("path,label\n" + "".join(lines))
+    return root

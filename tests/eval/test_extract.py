@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mlfo.data.sources import VideoRecord
-from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_clips
 from mlfo.data.splits import resolve_data
 from mlfo.eval.extract import compute_features
 from mlfo.eval.views import ViewConfig
@@ -98,13 +98,14 @@ def test_levels_are_pooled_per_level_and_high_equals_forward():
         def __len__(self):
             return 2
 
-        def __getitem__(self, i):
-            return {"views": torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(i)), "index": i}
+        def __getitem__(self, i):  # uint8 (V, T, S, S, 3), as EvalClipDataset gives
+            views = torch.randint(0, 256, (3, 4, 32, 32, 3), generator=torch.Generator().manual_seed(i))
+            return {"views": views.to(torch.uint8), "index": i}
 
     res = compute_features({"n": net}, Views(), levels=["low", "mid", "high"], batch_size=6, views_per_video=3,
                            device="cpu", progress=False)
     with torch.no_grad():
-        direct = torch.stack([net(Views()[i]["views"]).mean(0) for i in range(2)]).numpy()
+        direct = torch.stack([net(normalize_clips(Views()[i]["views"])).mean(0) for i in range(2)]).numpy()
     np.testing.assert_allclose(res.features["n"]["high"], direct, rtol=1e-4, atol=1e-5)
     assert res.features["n"]["low"].shape == (2, net.level_channels["low"])
     assert res.features["n"]["mid"].shape == (2, net.level_channels["mid"])
@@ -160,3 +161,19 @@ def test_train_and_test_share_one_class_list(tmp_path):
     assert classes == ["alpha", "beta", "gamma"]
     test = next(p for p in parts if p.subdir == "test")
     assert [(r.label, r.label_name) for r in test.records] == [(0, "alpha"), (2, "gamma")]
+
+
+def test_uint8_views_normalised_on_the_device_match_the_float_path(frame_videos):
+    """Views leave the dataset as uint8 (a quarter of the bytes through workers and pinned
+    memory); features equal the former path that normalised to float in the worker."""
+    from mlfo.models.backbones import build_backbone
+
+    torch.manual_seed(0)
+    net = build_backbone("r3d_small").eval()
+    views = ViewConfig(clip_len=4, num_clips=2, resize=32, crop_size=32, crop_mode="three")
+    dataset = views.dataset(frame_videos, backend="frames")
+    assert dataset[0]["views"].dtype == torch.uint8 and dataset[0]["views"].shape == (6, 4, 32, 32, 3)
+    res = compute_features({"n": net}, dataset, batch_size=4, views_per_video=6, device="cpu", progress=False)
+    with torch.no_grad():  # the float path: normalise each video's views on the CPU, then forward
+        old = np.stack([net(normalize_clips(dataset[i]["views"])).mean(0).numpy() for i in range(2)])
+    np.testing.assert_allclose(res.features["n"]["high"], old, rtol=1e-5, atol=1e-6)
