@@ -133,6 +133,8 @@ def _write_rows(path: Path, rows: dict) -> None:
 def write_indexes(dst: Path, targets: list[dict], rows: dict) -> list[str]:
     """The index of every selection of the copy (``load_index(DST...)`` then probes nothing):
     seeded from the verified copies' metadata, labelled by ``load_index`` itself."""
+    if not rows:  # no video copied: nothing to index (the failures are listed)
+        return []
     written, seeded = [], set()
     for target in targets:
         source = dst / target["source"]
