@@ -217,3 +217,22 @@ def test_refused_destinations_touch_nothing(tmp_path):
     one_line_error(lambda: prepare(src, done, shard=(3, 2), progress=False), words="--shard")
     assert main(["data", "prepare", str(src), str(tmp_path / "new"), "--shard", "two"]) == 2
     assert not (tmp_path / "src" / "copy").exists() and not (tmp_path / "new").exists()
+
+
+def test_demo_layout_train_and_test_csvs_resolve_as_the_source_did(tmp_path):
+    """A folder with train.csv / test.csv (the demo data): evaluation takes DST for SRC."""
+    from mlfo.data.splits import resolve_data
+
+    src, dst = tmp_path / "demo", tmp_path / "demo_small"
+    for name in ("a", "b", "c"):
+        video(src / "videos" / f"{name}.mp4", 34)
+    (src / "classes.json").write_text('{"classes": [{"name": "up", "group": "g"}, {"name": "down", "group": "g"}]}')
+    (src / "train.csv").write_text("path,label\nvideos/a.mp4,up\nvideos/b.mp4,down\n")
+    (src / "test.csv").write_text("path,label\nvideos/c.mp4,up\n")
+    (src / "notes.md").write_text("not part of the dataset")
+    prepare(src, dst, short_side=32, workers=1, progress=False)
+    assert not (dst / "notes.md").exists()
+    before, after = resolve_data(str(src), progress=False), resolve_data(str(dst), progress=False)
+    assert after[1:3] == before[1:3]  # classes and groups
+    assert [(p.subdir, [(Path(r.path).stem, r.label, r.num_frames) for r in p.records]) for p in after[0]] == [
+        (p.subdir, [(Path(r.path).stem, r.label, r.num_frames) for r in p.records]) for p in before[0]]
