@@ -181,7 +181,7 @@ def test_verification_refuses_a_copy_with_a_lost_or_shifted_frame(tmp_path, monk
     assert sorted(p for p in files(tmp_path / "out") if not p.startswith(".")) == []  # nothing half-written
 
 
-def test_shards_combine_into_one_index(tmp_path, count_probes):
+def test_shards_combine_into_one_index(tmp_path, count_probes, capsys):
     src, dst = tmp_path / "src", tmp_path / "dst"
     for name in ("a", "b", "c"):
         video(src / "cls" / f"{name}.mp4", 34)
@@ -189,7 +189,8 @@ def test_shards_combine_into_one_index(tmp_path, count_probes):
     assert first.done == 2 and first.indexes == []
     one_line_error(lambda: combine(dst, 2), str(dst), words="shard 2 of 2 not finished")
     assert main(["data", "prepare", str(src), str(dst), "--short-side", "32", "--shard", "2/2", "--quiet"]) == 0
-    assert combine(dst, 2) == [str(dst / ".mlfo-index.csv")]
+    assert main(["data", "prepare", str(src), str(dst), "--combine", "2"]) == 0
+    assert f"index: {dst / '.mlfo-index.csv'}" in capsys.readouterr().out
     count_probes.clear()
     index = load_index(dst, progress=False)
     assert count_probes == [] and sorted(Path(r.path).name for r in index.records) == ["a.mp4", "b.mp4", "c.mp4"]
