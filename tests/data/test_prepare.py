@@ -81,7 +81,7 @@ def test_csv_source_rewritten_with_classes_json_and_fps_resampling(tmp_path, cou
     video(src / "videos" / "a.mp4", 40)
     video(src / "videos" / "b.avi", 36)
     (src / "classes.json").write_text('{"classes": ["run", "walk"]}')
-    (src / "train.csv").write_text("path,n_frames,label\nvideos/a.mp4,40,walk\nvideos/b.avi,36,run\n")
+    (src / "train.csv").write_text(f"path,n_frames,label\nvideos/a.mp4,40,walk\n{src / 'videos' / 'b.avi'},36,run\n")
     report = prepare(src / "train.csv", dst, short_side=32, fps=12.5, workers=1, progress=False)
     assert (report.done, report.failed) == (2, [])
     assert (dst / "train.csv").read_text() == "path,n_frames,label\nvideos/a.mp4,40,walk\nvideos/b.mp4,36,run\n"

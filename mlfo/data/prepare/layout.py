@@ -145,6 +145,9 @@ def rewritten(file: Path, mode: str) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     for n, row in enumerate(rows):
         if (n or not has_header) and len(row) > col and row[col].strip():
-            row = row[:col] + [out_rel(row[col].strip())] + row[col + 1:]
+            path = row[col].strip()
+            if os.path.isabs(path):  # an absolute path into SRC names the copy relative to DST's CSV
+                path = os.path.relpath(path, file.parent)
+            row = row[:col] + [out_rel(path)] + row[col + 1:]
         writer.writerow(row)
     return out.getvalue().encode()
