@@ -237,3 +237,7 @@ def test_demo_layout_train_and_test_csvs_resolve_as_the_source_did(tmp_path):
     assert after[1:3] == before[1:3]  # classes and groups
     assert [(p.subdir, [(Path(r.path).stem, r.label, r.num_frames) for r in p.records]) for p in after[0]] == [
         (p.subdir, [(Path(r.path).stem, r.label, r.num_frames) for r in p.records]) for p in before[0]]
+    video(tmp_path / "elsewhere.mp4", 34)
+    (src / "extra.csv").write_text("path,label\n../elsewhere.mp4,up\n")
+    one_line_error(lambda: prepare(src, tmp_path / "other", progress=False), str(src / "extra.csv"),
+                   words="lies outside")

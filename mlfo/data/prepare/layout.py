@@ -77,9 +77,11 @@ def _folder_layout(root: Path) -> Layout:
         if csv_file.name.endswith(".mlfo-index.csv"):
             continue
         try:
-            read_entries("csv", csv_file, None, 1, "train")
+            entries = read_entries("csv", csv_file, None, 1, "train")[0]
         except MLFOError:
             continue  # not a list of videos: not part of the dataset's description
+        for path, _, _ in entries:  # a row naming a video outside SRC would name it in DST too
+            _inside(root, path, str(csv_file))
         layout.texts.append((csv_file, csv_file.name, "csv"))
         layout.targets.append({"source": csv_file.name, "fmt": "csv"})
     _add_classes_json(layout, root)
