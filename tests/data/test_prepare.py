@@ -241,3 +241,22 @@ def test_demo_layout_train_and_test_csvs_resolve_as_the_source_did(tmp_path):
     (src / "extra.csv").write_text("path,label\n../elsewhere.mp4,up\n")
     one_line_error(lambda: prepare(src, tmp_path / "other", progress=False), str(src / "extra.csv"),
                    words="lies outside")
+
+
+def test_odd_frame_rates_fit_the_mpeg4_clock(tmp_path):
+    """A 187.35 fps AVI (real footage, pymecavideo) made avcodec_open2(mpeg4) fail: its exact
+    rate 78125/417 needs a 17-bit clock."""
+    from fractions import Fraction
+
+    from mlfo.data.prepare.encode import frame_rate
+
+    assert frame_rate(25.0) == 25 and frame_rate(29.97002997) == Fraction(30000, 1001)
+    rate = frame_rate(78125 / 417)
+    assert rate.numerator <= 65535 and abs(float(rate) - 78125 / 417) < 1e-4
+    src = tmp_path / "src"
+    video(src / "fast.mp4", 34)
+    with open_video(src / "fast.mp4") as reader:  # the same clip, re-timed at the odd rate
+        reader.fps = 78125 / 417
+        info = job_module.transcode(reader, tmp_path / "fast.mp4", job_module.Encoding(), 32)
+    assert info["num_frames"] == 34 and abs(info["fps"] - 187.3501) < 1e-3
+    verify_output(str(tmp_path / "fast.mp4"), info["thumbs"])

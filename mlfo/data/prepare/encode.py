@@ -8,6 +8,7 @@ at a constant rate with no B-frames, so the copy's timestamps name its frames di
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -45,9 +46,14 @@ def frame_plan(num_frames: int, fps: float, out_fps: float | None) -> list[int]:
     return [min(num_frames - 1, int(round(j * fps / out_fps))) for j in range(count)]
 
 
-def _rate(fps: float) -> Fraction:
-    """A frame rate as the exact fraction containers expect (29.97 -> 30000/1001)."""
-    return Fraction(fps).limit_denominator(1001)
+def frame_rate(fps: float) -> Fraction:
+    """A frame rate as the fraction containers expect (29.97 -> 30000/1001). MPEG-4 part 2
+    stores its clock in 16 bits: an odd rate (187.35 = 78125/417) is approximated within
+    that (to a few parts per million)."""
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate.numerator > 65535:
+        rate = Fraction(fps).limit_denominator(max(1, 65535 // math.ceil(fps)))
+    return rate
 
 
 def _add_stream(container, enc: Encoding, rate: Fraction, height: int, width: int):
@@ -81,7 +87,7 @@ def transcode(reader, out_path: str | os.PathLike, enc: Encoding, short_side: in
 
     height, width = scaled_size(reader.width, reader.height, short_side)
     plan = frame_plan(reader.num_frames, reader.fps, out_fps)
-    rate = _rate(out_fps or reader.fps)
+    rate = frame_rate(out_fps or reader.fps)
     thumbs = []
     with av.open(str(out_path), mode="w", format="mp4") as container:
         stream = _add_stream(container, enc, rate, height, width)
