@@ -73,7 +73,7 @@ def test_folder_copy_keeps_paths_frames_and_labels_and_leaves_out_a_corrupt_vide
     assert index.classes == ["jump", "walk"]
     assert {(Path(r.path).name, r.label, r.num_frames, r.status) for r in index.records} == {
         ("j1.mp4", 0, 36, "ok"), ("j2.mp4", 0, 34, "ok"), ("w1.mp4", 1, 40, "ok")}
-    assert not (tmp_path / "dst.mlfo-index.csv").exists()  # written only into DST
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src"]  # written only into DST
 
 
 def test_csv_source_rewritten_with_classes_json_and_fps_resampling(tmp_path, count_probes):
