@@ -28,7 +28,8 @@ our video-file path to the reference frame-folder path, per core.
     python benchmarks/data_throughput.py --quick          # ~45 s
     python benchmarks/data_throughput.py --quick --no-reference   # video rows only
     python benchmarks/data_throughput.py --prepared       # raw sources vs their `mlfo data prepare`
-                                                          # copies (benchmarks/prepared_rows.py)
+                                                          # copies (benchmarks/prepared_rows.py);
+                                                          # ~10 min the first time (sources, copies)
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ against the same crops cut from the raw source (``crop_psnr``). Sources: ``prepa
 H.264 as raw downloads are (x264 defaults: GOP 250, B-frames), 10 s each; made once
 under ``--work-dir``.
 
-    python benchmarks/prepare_codecs.py            # ~8 min on a shared 2-core machine
+    python benchmarks/prepare_codecs.py --seconds 12   # ~15 min on 2 cores shared with 7 other jobs
 """
 
 from __future__ import annotations
