@@ -27,6 +27,9 @@ our video-file path to the reference frame-folder path, per core.
     python benchmarks/data_throughput.py                  # ~2.5 min (+1 min the first time: data)
     python benchmarks/data_throughput.py --quick          # ~45 s
     python benchmarks/data_throughput.py --quick --no-reference   # video rows only
+    python benchmarks/data_throughput.py --prepared       # raw sources vs their `mlfo data prepare`
+                                                          # copies (benchmarks/prepared_rows.py);
+                                                          # ~10 min the first time (sources, copies)
 """
 
 from __future__ import annotations
@@ -245,6 +248,42 @@ def measure_interleaved(pipelines: list, count: int, seconds: float, rounds: int
     return [(float(np.median(w)), float(np.median(c))) for w, c in zip(wall_rates, cpu_rates)]
 
 
+def run_prepared(args) -> int:
+    """Raw H.264 sources (320x240, 640x360 GOP 250; 1280x720) against their prepared copies:
+    samples per CPU second, interleaved in one run, with bytes and prepare CPU time per video;
+    then where a prepared sample's CPU time goes."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import prepared_rows as pr
+
+    print(f"preparing sources and copies in {args.work_dir} ...", file=sys.stderr, flush=True)
+    rows = []
+    for label, paths in pr.sources(args.work_dir, args.videos).items():
+        copies, prepare_cpu = pr.prepared(paths, args.work_dir)
+        rows.append((label, paths, copies, prepare_cpu))
+
+    def pipeline(paths):
+        ds = ThreeClipDataset([VideoRecord(str(p), pr.FRAMES, 25.0, 0, 0) for p in paths], clip_len=args.clip_len,
+                              r_max=args.r_max, crop_size=args.crop, backend="pyav")
+        return lambda i: ds[(0, i)]
+
+    pipelines = [(pipeline(paths),) for _, raw, copy, _ in rows for paths in (raw, copy)]
+    print(f"timing {len(pipelines)} pipelines, {args.seconds or 10:.0f} s each ...", file=sys.stderr, flush=True)
+    measured = measure_interleaved(pipelines, args.videos, args.seconds or 10.0)
+    print(f"{args.videos} videos per source, {pr.FRAMES} frames (10 s); a sample = 3 clips {args.clip_len}x"
+          f"{args.crop}x{args.crop}, crop+flip; 1 process, 1 thread, torch {torch.__version__}\n")
+    print("| source | raw samples/CPU-s | prepared samples/CPU-s | ratio | raw MB/video | prepared MB/video "
+          "| prepare CPU-s/video |\n|---|---|---|---|---|---|---|")
+    for k, (label, raw, copy, cpu) in enumerate(rows):
+        (_, raw_rate), (_, copy_rate) = measured[2 * k], measured[2 * k + 1]
+        print(f"| {label} | {raw_rate:.1f} | {copy_rate:.1f} | {copy_rate / raw_rate:.1f}x | "
+              f"{pr.mean_bytes(raw) / 1e6:.3f} | {pr.mean_bytes(copy) / 1e6:.3f} | {cpu:.2f} |")
+    copies_640 = rows[1][2]
+    print(f"\nCPU ms per sample by stage, prepared copy of {rows[1][0]}:")
+    for stage, ms in pr.profile_sample(copies_640).items():
+        print(f"  {stage:<42} {ms:6.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per pipeline instead of 10")
@@ -256,8 +295,12 @@ def main(argv=None) -> int:
     parser.add_argument("--decode-size", type=int, default=160, help="short side of the opt-in decode_size rows")
     parser.add_argument("--hd", action="store_true", help="also 1280x720 H.264 files, exact and decode_size")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "mlfo_bench_data")
+    parser.add_argument("--prepared", action="store_true", help="only the raw-vs-prepared rows (see run_prepared)")
+    parser.add_argument("--videos", type=int, default=4, help="videos per source of the --prepared rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.prepared:
+        return run_prepared(args)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     num_frames = int(2 * args.clip_len * args.r_max) + 8
 

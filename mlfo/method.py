@@ -93,7 +93,7 @@ class MLFOMethod(nn.Module):
         d = self.cfg.data
         return ThreeClipDataset(records, clip_len=d.clip_len, r_max=d.r_max, crop_size=d.crop_size,
                                 crop_scale=tuple(d.crop_scale), backend=d.backend, seed=self.cfg.train.seed,
-                                decode_size=d.decode_size)
+                                decode_size=d.decode_size, decode_device=d.decode_device)
 
     def prepare(self, batch: dict, epoch: int, device: torch.device) -> torch.Tensor:
         """uint8 clips (B, 3, T, S, S, 3) -> float (3, B, 3, T, S, S): colour (keyed per video)

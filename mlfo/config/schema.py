@@ -45,6 +45,10 @@ class DataConfig:
     # Opt-in: frames leave the decoder's scaler with this short side before the crop (less
     # to convert and resize; other pixels). None: as stored, the exact path. 160 for 112.
     decode_size: int | None = None
+    # Opt-in: "cuda" decodes on the GPU (torchcodec + NVDEC; data.backend=torchcodec). CUDA
+    # cannot start in forked workers, so it decodes in the training process (num_workers=0).
+    # Not run here: this machine has no GPU (tests check the key reaches the reader only).
+    decode_device: Literal["cpu", "cuda"] = "cpu"
     color_augment: bool = True  # grayscale + colour jitter on the training device
     per_frame_color: bool = True  # reference: colour/grayscale drawn per frame
     # Colour augmentation strengths (defaults: the reference). Milder values suit data
@@ -150,6 +154,21 @@ def validate(cfg: Config) -> Config:
     if cfg.data.decode_size is not None and cfg.data.decode_size < cfg.data.crop_size:
         raise MLFOError(f"data.decode_size: must be at least data.crop_size ({cfg.data.crop_size}), "
                         f"got {cfg.data.decode_size}")
+    _check_decode_device(cfg.data)
     if cfg.train.sync_bn and cfg.train.freeze_bn:
         raise MLFOError("train.sync_bn: cannot be combined with train.freeze_bn")
     return cfg
+
+
+def _check_decode_device(d: DataConfig) -> None:
+    """GPU decoding: torchcodec only, in the training process, frames already on the device."""
+    if d.decode_device == "cpu":
+        return
+    if d.backend != "torchcodec":
+        raise MLFOError(f"data.decode_device: {d.decode_device} needs data.backend=torchcodec, got {d.backend}")
+    if d.num_workers != 0:
+        raise MLFOError(f"data.decode_device: {d.decode_device} decodes in the training process (CUDA cannot "
+                        f"start in forked workers): set data.num_workers=0, got {d.num_workers}")
+    if d.pin_memory:
+        raise MLFOError(f"data.decode_device: frames decoded on {d.decode_device} cannot be pinned: "
+                        "set data.pin_memory=false")

@@ -76,9 +76,11 @@ class ThreeClipDataset(_KeyedVideos):
         backend: str = "auto",
         seed: int = 0,
         decode_size: int | None = None,
+        decode_device: str = "cpu",
     ):
         super().__init__(records, backend, seed)
         self.clip_len, self.r_max = clip_len, r_max
+        self.open_options = {"device": decode_device} if decode_device != "cpu" else {}  # torchcodec
         self.geometry = RandomResizedCropFlip(crop_size, scale=crop_scale)
         if decode_size is not None and decode_size < 1:
             raise ValueError(f"decode_size must be a positive short side, got {decode_size}")
@@ -91,7 +93,7 @@ class ThreeClipDataset(_KeyedVideos):
     def __getitem__(self, key) -> dict:
         epoch, index = item_key(key)
         rng = self.rng(epoch, index)
-        with open_video(self.records[index].path, self.backend) as reader:
+        with open_video(self.records[index].path, self.backend, **self.open_options) as reader:
             idx_a, idx_b, _ = sample_mlfo_indices(reader.num_frames, self.clip_len, self.r_max, rng)
             # G is every second index of A + B: one decode of the 2T span serves all three.
             span = reader.get_frames(idx_a + idx_b, size=self._decoded_size(reader))  # (2T, H, W, 3)

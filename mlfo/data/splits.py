@@ -91,9 +91,22 @@ def resolve_data(
         fmt = detect_format(Path(data), Path(split_dir))
     if subset not in (None, "both", "train", "test"):
         raise MLFOError(f"--subset: expected train, test or both, got {subset!r}")
+    indexes = []
+    for subdir, kwargs, info in _jobs(data, fmt, split, subset, split_dir):
+        index = load_index(kwargs.pop("source"), backend=backend, progress=progress, **kwargs)
+        indexes.append((subdir, index, dict(info, fmt=kwargs.get("fmt", fmt),
+                                            source=str(Path(index.source)) if index.source else data)))
+    names, groups = find_groups(data)
+    classes = _shared_classes(names, [ix for _, ix, _ in indexes])
+    parts, dropped = _parts(indexes, classes, dict(name=_dataset_name(data, fmt, split_dir), split_dir=split_dir))
+    return parts, classes, groups, dropped
+
+
+def _jobs(data: str, fmt: str, split, subset, split_dir) -> list[tuple[str, dict, dict]]:
+    """(subdir, load_index arguments, info) of every part the data and options select."""
     subsets = ["train", "test"] if subset in (None, "both") else [subset]
     path = Path(data)
-    jobs: list[tuple[str, dict, dict]] = []  # subdir, load_index kwargs, info
+    jobs: list[tuple[str, dict, dict]] = []
     if fmt in ("ucf101", "hmdb51") or split_dir is not None:
         if split in (None, "all"):
             splits = [1, 2, 3] if split == "all" else [1]
@@ -113,17 +126,12 @@ def resolve_data(
     else:
         sub = subset if subset in ("train", "test") else ""
         jobs.append((sub, dict(source=data, fmt=fmt), {"subset": sub or None}))
+    return jobs
 
-    indexes = []
-    for subdir, kwargs, info in jobs:
-        index = load_index(kwargs.pop("source"), backend=backend, progress=progress, **kwargs)
-        indexes.append((subdir, index, dict(info, fmt=kwargs.get("fmt", fmt),
-                                            source=str(Path(index.source)) if index.source else data)))
 
-    names, groups = find_groups(data)
-    classes = _shared_classes(names, [ix for _, ix, _ in indexes])
+def _parts(indexes, classes: list[str], common: dict) -> tuple[list[DataPart], list[dict]]:
+    """One ``DataPart`` per index with the shared labels; the videos dropped (not usable)."""
     parts, dropped = [], []
-    dataset_name = _dataset_name(data, fmt, split_dir)
     for subdir, index, info in indexes:
         records = []
         dropped += [{"path": s, "reason": "not indexed", "part": subdir} for s in getattr(index, "skipped", [])]
@@ -133,8 +141,8 @@ def resolve_data(
                                 "part": subdir})
                 continue
             records.append(_with_shared_label(rec, index.classes, classes))
-        parts.append(DataPart(subdir, records, dict(info, name=dataset_name, split_dir=split_dir)))
-    return parts, classes, groups, dropped
+        parts.append(DataPart(subdir, records, dict(info, **common)))
+    return parts, dropped
 
 
 def _dataset_name(data: str, fmt: str, split_dir: str | None) -> str:

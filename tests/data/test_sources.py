@@ -158,7 +158,28 @@ def test_ucf101_train_and_test_lists(ucf):
     test = load_index(root, fmt="ucf101", split_dir=splits, subset="test", progress=False)
     assert [(Path(r.path).name, r.label, r.status) for r in test.records] == [
         ("v_Archery_g01_c01", 1, "ok"), ("v_Archery_g02_c01.avi", 1, "missing")]
-    assert train.cache_path != test.cache_path  # one cached index per split and subset
+    assert train.cache_path == test.cache_path == str(root.parent / "UCF101.mlfo-index.csv")
+
+
+def test_every_split_and_subset_shares_one_probe_per_video(ucf, monkeypatch):
+    """Issue 17 part 5: a video probed once, whatever selects it (split, subset, a root scan)."""
+    root, splits = ucf
+    (splits / "trainlist02.txt").write_text("Archery/v_Archery_g08_c01.avi 2\nArchery/v_Archery_g01_c01.avi 2\n")
+    (splits / "testlist02.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\n")
+    probed = []
+    real_probe = probe.probe_video
+    monkeypatch.setattr(probe, "probe_video", lambda path, backend: probed.append(path) or real_probe(path, backend))
+    scan = load_index(root, fmt="folder", progress=False)  # the root scan the README recommends
+    assert len(probed) == 3 and scan.cache_path == str(root.parent / "UCF101.mlfo-index.csv")
+    for split in (1, 2):
+        for subset in ("train", "test"):
+            index = load_index(root, split_dir=splits, split=split, subset=subset, progress=False)
+            assert index.cache_path == scan.cache_path
+    assert sorted(Path(p).name for p in probed) == [  # the missing test video: nothing to cache
+        "v_ApplyEyeMakeup_g08_c01.avi", "v_Archery_g01_c01", "v_Archery_g02_c01.avi", "v_Archery_g08_c01.avi"]
+    # The shared cache keeps every file's row, with the labels of the selection that wrote it last.
+    again = load_index(root, fmt="folder", progress=False)
+    assert len(probed) == 4 and by_name(again) == by_name(scan)
 
 
 def test_ucf101_bad_split_files(ucf):

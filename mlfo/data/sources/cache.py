@@ -10,6 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from mlfo.data.sources.probe import file_key
 from mlfo.data.sources.records import VideoRecord
 
 CACHE_SUFFIX = ".mlfo-index.csv"
@@ -17,12 +18,18 @@ CACHE_COLUMNS = ["path", "num_frames", "fps", "width", "height", "label", "label
                  "file_size", "mtime_ns"]
 
 
-def default_cache_path(source: Path, fmt: str, split: int, subset: str) -> Path:
-    """``<source>.mlfo-index.csv`` beside the source (split and subset in the name for the
-    official split formats); under ``~/.cache/mlfo/index`` when that folder is read-only."""
+INSIDE_NAME = CACHE_SUFFIX  # a folder's own index, inside it (``mlfo data prepare`` writes one)
+
+
+def default_cache_path(source: Path) -> Path:
+    """The one index of a source, whatever selects its videos: for a folder (also a UCF101 /
+    HMDB51 root, for every split and subset) ``<folder>/.mlfo-index.csv`` where that exists,
+    else ``<folder>.mlfo-index.csv`` beside it; for a CSV ``<name>.mlfo-index.csv``. Under
+    ``~/.cache/mlfo/index`` when the folder beside is read-only."""
+    if source.is_dir() and (source / INSIDE_NAME).is_file():
+        return source / INSIDE_NAME
     stem = source.stem if source.is_file() else source.name
-    tag = f".{fmt}-split{split}-{subset}" if fmt in ("ucf101", "hmdb51") else ""
-    beside = source.parent / f"{stem}{tag}{CACHE_SUFFIX}"
+    beside = source.parent / f"{stem}{CACHE_SUFFIX}"
     if os.access(source.parent, os.W_OK):
         return beside
     digest = hashlib.sha1(str(source).encode()).hexdigest()[:12]
@@ -66,3 +73,23 @@ def write_cache(path: Path, records: list[VideoRecord], keys: dict[str, tuple[in
     except OSError:
         tmp.unlink(missing_ok=True)
         return False
+
+
+def still_valid(cached: dict[str, dict], skip) -> tuple[list[VideoRecord], dict[str, tuple[int, int]]]:
+    """The cached rows not in ``skip`` whose file is unchanged, as records and keys: kept when
+    a cache shared by several selections (splits, subsets) is written back."""
+    records, keys = [], {}
+    for path, row in cached.items():
+        if path in skip:
+            continue
+        key = file_key(path)
+        if key[0] >= 0 and key == (int(row["file_size"]), int(row["mtime_ns"])):
+            records.append(record_of(path, row))
+            keys[path] = key
+    return records, keys
+
+
+def record_of(path: str, row: dict) -> VideoRecord:
+    return VideoRecord(path=path, num_frames=int(row["num_frames"]), fps=float(row["fps"]),
+                       width=int(row["width"]), height=int(row["height"]), label=int(row["label"]),
+                       label_name=row["label_name"], status=row["status"])

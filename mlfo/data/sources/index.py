@@ -39,11 +39,32 @@ def load_index(
 ) -> VideoIndex:
     """Index the videos of a dataset; see the module docstring for the formats.
 
-    ``cache``: True writes/reads ``default_cache_path``; a path uses that file; False
-    probes every file; ``refresh`` probes every file and rewrites the cache. ``workers``
-    processes probe in parallel when there are many files (None: one per available core).
-    ``thorough`` decodes every frame of every file (and so probes every file again).
+    ``cache``: True writes/reads ``default_cache_path`` (one per source: every split and
+    subset of a UCF101 / HMDB51 root shares it, so each file is probed once); a path uses
+    that file; False probes every file; ``refresh`` probes every file and rewrites the
+    cache. ``workers`` processes probe in parallel when there are many files (None: one
+    per available core). ``thorough`` decodes every frame of every file (and so probes
+    every file again).
     """
+    source, fmt, split_dir = _checked_source(source, fmt, split, subset, split_dir)
+    entries, classes, skipped = read_entries(fmt, source, split_dir, int(split), subset)
+    cache_path = None
+    if cache:
+        cache_path = Path(cache) if not isinstance(cache, bool) else index_cache.default_cache_path(source)
+    cached = index_cache.read_cache(cache_path) if cache_path and not (refresh or thorough) else {}
+    keys = {path: probe.file_key(path) for path, _, _ in entries}
+    metas, to_probe = _cached_metas(entries, cached, keys)
+    for path, meta in zip(to_probe, probe.probe_all(to_probe, backend, progress, workers, thorough)):
+        metas[path] = meta
+    records = [VideoRecord(path=path, label=label, label_name=name, **metas[path]) for path, name, label in entries]
+    written = None
+    if cache_path and _write_back(cache_path, cached, records, keys, bool(to_probe)):
+        written = str(cache_path)
+    return VideoIndex(records=records, classes=classes, source=str(source), skipped=skipped, cache_path=written)
+
+
+def _checked_source(source, fmt: str, split, subset: str, split_dir) -> tuple[Path, str, Path | None]:
+    """The source as an absolute path, its format resolved, and the split folder: or one line."""
     if not os.path.exists(source):
         raise MLFOError(f"{source}: source not found")
     source = Path(os.path.abspath(source))
@@ -65,15 +86,12 @@ def load_index(
             raise MLFOError(f"subset: expected train or test, got {subset!r}")
         if int(split) not in (1, 2, 3):
             raise MLFOError(f"split: expected 1, 2 or 3, got {split!r}")
+    return source, fmt, split_dir
 
-    entries, classes, skipped = read_entries(fmt, source, split_dir, int(split), subset)
 
-    cache_path = None
-    if cache:
-        cache_path = Path(cache) if not isinstance(cache, bool) else index_cache.default_cache_path(source, fmt, int(split), subset)
-    cached = index_cache.read_cache(cache_path) if cache_path and not (refresh or thorough) else {}
-    keys = {path: probe.file_key(path) for path, _, _ in entries}
-    metas: dict[str, dict] = {}
+def _cached_metas(entries, cached: dict, keys: dict) -> tuple[dict[str, dict | None], list[str]]:
+    """Metadata of every entry whose cached row is for the same file; the paths to probe."""
+    metas: dict[str, dict | None] = {}
     to_probe = []
     for path, _, _ in entries:
         row = cached.get(path)
@@ -83,17 +101,19 @@ def load_index(
         elif path not in metas:
             metas[path] = None
             to_probe.append(path)
-    for path, meta in zip(to_probe, probe.probe_all(to_probe, backend, progress, workers, thorough)):
-        metas[path] = meta
-    records = [VideoRecord(path=path, label=label, label_name=name, **metas[path]) for path, name, label in entries]
-    written = None
-    if cache_path:
-        changed = bool(to_probe) or set(cached) != set(keys) or any(
-            (cached[r.path]["label"], cached[r.path]["label_name"]) != (str(r.label), r.label_name) for r in records
-        )
-        if not changed or index_cache.write_cache(cache_path, records, keys):
-            written = str(cache_path)
-    return VideoIndex(records=records, classes=classes, source=str(source), skipped=skipped, cache_path=written)
+    return metas, to_probe
+
+
+def _write_back(cache_path: Path, cached: dict, records: list, keys: dict, probed: bool) -> bool:
+    """Write the cache when anything changed: these records, plus the still-valid rows of
+    files this selection did not name (other splits and subsets). True if it is current."""
+    others, other_keys = index_cache.still_valid(cached, skip=keys)
+    unchanged = not probed and len(others) + len(keys) == len(cached) and all(
+        (cached[r.path]["label"], cached[r.path]["label_name"]) == (str(r.label), r.label_name) for r in records)
+    if unchanged:
+        return True
+    unique = list({r.path: r for r in records}.values())  # a file listed twice is one row
+    return index_cache.write_cache(cache_path, unique + others, {**keys, **other_keys})
 
 
 def summarize(index: VideoIndex, min_frames: int = 32) -> str:
