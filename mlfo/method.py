@@ -37,7 +37,7 @@ from mlfo.models import MLFOModel, MLFOOutput, build_backbone
 from mlfo.train.seeding import derive_seed
 
 # Keys the colour stream is derived from, so it never collides with the dataset's own.
-_COLOR_STREAM = 0xC0102
+_COLOR_STREAM = "colour"
 _BACKBONE = "model.backbone."  # where the encoder's tensors sit in the method's state dict
 
 

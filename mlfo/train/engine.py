@@ -150,7 +150,7 @@ class Trainer:
             self.dataset, batch_size=d.batch_size, sampler=self.sampler, num_workers=d.num_workers,
             drop_last=True, pin_memory=d.pin_memory and self.device.type == "cuda",
             persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor,
-            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, ctx.rank)),
+            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, "loader", ctx.rank)),
         )
         self.steps_per_epoch = len(self.sampler) // d.batch_size
         self.global_batch = global_batch
