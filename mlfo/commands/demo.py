@@ -131,7 +131,8 @@ def comparison_table(features_dir: str | Path) -> str:
     header = ["encoder"] + [f"{title} {group}" for _, _, title in COLUMNS for group in ("all",) + GROUPS]
     rows = []
     for folder in encoders:
-        cards = {label: read_card(folder / f"{label}.card.json") for label, _, _ in COLUMNS}
+        cards = {label: read_card(path) if (path := folder / f"{label}.card.json").is_file() else None
+                 for label, _, _ in COLUMNS}
         name = next((c["encoder"]["name"] for c in cards.values() if c), folder.name)
         row = ["MLFO pretrained" if folder == features_dir else name]
         for label, metric, _ in COLUMNS:
