@@ -184,7 +184,7 @@ def _finetune_notes(enc, train_records, test_records) -> LabelNotes:
     def names(records):
         return [r.label_name or str(r.label) for r in records]
 
-    overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in test_records])
+    overlap = provenance.overlap_summary(enc.trained_on, test_records)
     return LabelNotes(*absent_classes(names(train_records), names(test_records)), overlap)
 
 

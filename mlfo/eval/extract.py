@@ -168,12 +168,12 @@ def write_features(
                 "code_version": code_version(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
-            overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in kept])
+            overlap = provenance.overlap_summary(enc.trained_on, kept)
             if overlap is not None:  # the encoder records its pretraining videos
                 protocol["pretraining_overlap"] = overlap
                 if overlap["videos"] and part.info.get("subset") != "train":
                     print(f"mlfo: {part.subdir or 'videos'}: {overlap['videos']} of {overlap['of']} videos were "
-                          f"among {enc.info['name']}'s pretraining videos (matched by file name)")
+                          f"among {enc.info['name']}'s pretraining videos (matched by {overlap['matched']})")
             fs = FeatureSet(
                 features=feats["high"], labels=np.array([r.label for r in kept], dtype=np.int64),
                 paths=[r.path for r in kept], label_names=[r.label_name for r in kept], protocol=protocol,
