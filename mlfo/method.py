@@ -31,6 +31,7 @@ from torch import nn
 
 from mlfo.config import Config, DataConfig
 from mlfo.data.datasets import ThreeClipDataset
+from mlfo.data.sampling import mlfo_min_frames
 from mlfo.data.transforms import ColorAugment, normalize_clips
 from mlfo.losses.objective import MLFOObjective
 from mlfo.models import MLFOModel, MLFOOutput, build_backbone
@@ -87,7 +88,7 @@ class MLFOMethod(nn.Module):
 
     @property
     def min_frames(self) -> int:
-        return 2 * self.cfg.data.clip_len
+        return mlfo_min_frames(self.cfg.data.clip_len)
 
     def train_dataset(self, records) -> ThreeClipDataset:
         d = self.cfg.data

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mlfo.data.readers import open_video
-from mlfo.data.sampling import clip_indices, sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
+from mlfo.data.sampling import clip_indices, mlfo_min_frames, sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
 from mlfo.data.transforms import RandomResizedCropFlip, eval_views, normalize_clips, resize_short_side
 from mlfo.train.seeding import derive_seed
 
@@ -87,7 +87,7 @@ class ThreeClipDataset(_KeyedVideos):
 
     @property
     def min_frames(self) -> int:
-        return 2 * self.clip_len  # videos with at most 2T frames cannot give A, B and G
+        return mlfo_min_frames(self.clip_len)  # videos with at most 2T frames cannot give A, B and G
 
     def __getitem__(self, key) -> dict:
         epoch, index = item_key(key)

@@ -96,7 +96,7 @@ def load_index(
     return VideoIndex(records=records, classes=classes, source=str(source), skipped=skipped, cache_path=written)
 
 
-def summarize(index: VideoIndex, min_frames: int = 32) -> str:
+def summarize(index: VideoIndex, min_frames: int) -> str:
     """A human summary: counts per status, classes, frame statistics, every problem file."""
     records = index.records
     lines = [f"source: {index.source}", f"videos: {len(records)}"]
