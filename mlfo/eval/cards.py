@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mlfo.errors import MLFOError
+from mlfo.eval.aggregate import mean_dicts, mean_groups
 
 CARD_VERSION = 1
 CARD_SUFFIX = ".card.json"
@@ -105,6 +106,40 @@ def make_card(
     if extra:
         card.update(extra)
     return _jsonable(card)
+
+
+def split_label(names: list[str]) -> str:
+    """The protocol's ``split``: "train/test" without official splits, else the split(s)."""
+    if names == ["default"]:
+        return "train/test"
+    return names[0] if len(names) == 1 else "mean of " + ", ".join(names)
+
+
+def assemble_card(
+    task: str,
+    label: str,
+    encoder: dict,
+    per_split: dict[str, dict],
+    protocol: dict,
+    dataset: dict | None = None,
+    *,
+    groups: dict[str, dict] | None = None,
+    caveats: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """THE way an evaluation's results become a card, for every task.
+
+    ``per_split``: split ("default" without official splits) -> metrics; ``groups``: split
+    -> class group -> metrics. Metrics and groups are averaged over the splits (the
+    per-split values kept under ``splits`` when there are several), the split label goes
+    into the protocol, and ``caveats`` (split -> notes) are recorded when there are any.
+    """
+    names = list(per_split)
+    splits = per_split if len(names) > 1 else {}
+    mean_groups_ = mean_groups(list(groups.values())) if groups else {}
+    fields = {"label": label, **(extra or {}), **({"caveats": caveats} if caveats else {})}
+    return make_card(task, encoder, mean_dicts(list(per_split.values())), dict(protocol, split=split_label(names)),
+                     dataset, splits, mean_groups_, fields)
 
 
 def write_card(card: dict, out_dir: str | os.PathLike, name: str | None = None) -> Path:

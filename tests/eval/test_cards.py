@@ -115,3 +115,18 @@ def test_report_never_replaces_a_report_md_it_did_not_write(tmp_path):
     (tmp_path / "report.md").unlink()
     write_report(tmp_path)
     assert write_report(tmp_path).read_text().startswith("# mlfo evaluation report")
+
+
+def test_assemble_card_averages_splits_and_labels_them():
+    from mlfo.eval.cards import assemble_card
+
+    per_split = {"split1": {"top1": 40.0, "top5": 80.0}, "split2": {"top1": 50.0}}
+    groups = {"split1": {"motion": {"top1": 30.0}}, "split2": {"motion": {"top1": 50.0}, "appearance": {"top1": 1.0}}}
+    card = assemble_card("knn", "knn", {"name": "enc"}, per_split, {"k": 5}, {"name": "ucf"}, groups=groups,
+                         caveats={"split2": {"note": 1}}, extra={"training": {}})
+    assert card["metrics"] == {"top1": 45.0} and card["splits"] == per_split
+    assert card["groups"] == {"motion": {"top1": 40.0}} and card["caveats"] == {"split2": {"note": 1}}
+    assert card["protocol"] == {"k": 5, "split": "mean of split1, split2"} and card["label"] == "knn"
+    one = assemble_card("finetune", "linear-e2e", {"name": "enc"}, {"default": {"top1": 40.0}}, {})
+    assert one["protocol"]["split"] == "train/test" and one["splits"] == {} and "caveats" not in one
+    assert one["task"] == "finetune" and one["label"] == "linear-e2e" and "groups" not in one
