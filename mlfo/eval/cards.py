@@ -176,13 +176,12 @@ def read_card(path: str | os.PathLike) -> dict:
     return card
 
 
-_FIELDS = {  # field -> (required, expected kind); nested dicts are checked below
-    "mlfo_card": (True, "int"), "task": (True, "str"), "encoder": (True, "dict"),
-    "metrics": (True, "dict"), "dataset": (False, "dict"), "protocol": (False, "dict"),
-    "splits": (False, "dict"), "groups": (False, "dict"), "label": (False, "str"),
-    "created": (False, "str"),
+_INT, _STR, _OBJECT = (int, "an integer"), (str, "a string"), (dict, "an object")
+_FIELDS = {  # field -> (required, (type, name)); the fields inside are checked below
+    "mlfo_card": (True, _INT), "task": (True, _STR), "encoder": (True, _OBJECT), "metrics": (True, _OBJECT),
+    "dataset": (False, _OBJECT), "protocol": (False, _OBJECT), "splits": (False, _OBJECT),
+    "groups": (False, _OBJECT), "label": (False, _STR), "created": (False, _STR),
 }
-_KINDS = {"int": (int,), "str": (str,), "dict": (dict,)}
 
 
 def _is_number(value) -> bool:
@@ -194,13 +193,13 @@ def check_card(card: dict, path: str | os.PathLike) -> None:
     def bad(field: str, need: str, value) -> MLFOError:
         return MLFOError(f"{path}: field '{field}' must be {need}, got {type(value).__name__} {value!r:.40}")
 
-    for field, (required, kind) in _FIELDS.items():
+    for field, (required, (kind, need)) in _FIELDS.items():
         if field not in card:
             if required:
                 raise MLFOError(f"{path}: field '{field}' is missing")
             continue
-        if not isinstance(card[field], _KINDS[kind]) or isinstance(card[field], bool):
-            raise bad(field, f"a{'n' if kind == 'int' else ''} {kind}", card[field])
+        if not isinstance(card[field], kind) or isinstance(card[field], bool):
+            raise bad(field, need, card[field])
     if card["mlfo_card"] > CARD_VERSION:
         raise MLFOError(f"{path}: card version {card['mlfo_card']} is newer than this mlfo reads "
                         f"({CARD_VERSION}); upgrade mlfo")
