@@ -9,6 +9,7 @@ and its keys, e.g.
     derive_seed(seed, "colour", epoch, index)    a video's colour augmentation (the method)
     derive_seed(seed, "loader", rank)            the DataLoader's base seed of a rank
     derive_seed(base, "worker", worker_id)       numpy's global generator in a worker
+    derive_seed(seed, "holdout" | "probe order" | "probe init")   the linear probe
 
 Keys are hashed as a tuple, never added: seed 0's epoch 1 is not seed 1's epoch 0, two
 streams of one key never share a seed, and a stream is the same wherever it is drawn.

@@ -66,3 +66,17 @@ def test_rng_states_of_as_many_gpus_restore_silently(monkeypatch, capsys):
     restored = _fake_devices(monkeypatch, 2)
     set_rng_state({**get_rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)] * 2})
     assert restored == [0, 1] and capsys.readouterr().err == ""
+
+
+def test_the_linear_probe_draws_its_init_and_its_order_from_different_streams(monkeypatch):
+    """Seeding a generator and the global generator with one seed gives one stream twice."""
+    from mlfo.eval import linear
+
+    seeds = []
+    real_perm, real_seed = torch.randperm, torch.manual_seed
+    monkeypatch.setattr(torch, "randperm", lambda n, generator: seeds.append(("order", generator.initial_seed()))
+                        or real_perm(n, generator=generator))
+    monkeypatch.setattr(torch, "manual_seed", lambda s: seeds.append(("init", s)) or real_seed(s))
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    linear._train(x, y, 3, 0.1, 0.0, linear.LinearProbeConfig(epochs=1, seed=7, batch_size=4), 1)
+    assert dict(seeds) == {"order": derive_seed(7, "probe order"), "init": derive_seed(7, "probe init")}
