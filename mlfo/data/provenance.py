@@ -8,7 +8,7 @@ videos) is counted, printed and recorded.
 
 A video's identity is its name (the file name without a video suffix, so the same videos
 read through another root or CSV still match), its size in bytes (for a folder of frames:
-the bytes of its files) and its frame count. A name alone is not enough: a dataset laid
+the bytes of its first and last files) and its frame count. A name alone is not enough: a dataset laid
 out as ``train/<class>/clip_000.mp4`` and ``test/<class>/clip_000.mp4`` holds different
 clips of one name. A copy of a video matches; a re-encoded one does not.
 
@@ -51,10 +51,12 @@ def video_name(path: str) -> str:
 
 
 def _size(path: str) -> int:
-    """Bytes of the file, or of the files of a frame folder; -1 when it cannot be read."""
+    """Bytes of the file, or of the first and last files of a frame folder (two stats, not
+    one per frame); -1 when it cannot be read."""
     try:
         if os.path.isdir(path):
-            return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
+            names = sorted(e.name for e in os.scandir(path) if e.is_file())
+            return sum(os.stat(os.path.join(path, n)).st_size for n in names[:1] + names[-1:])
         return os.stat(path).st_size
     except OSError:
         return -1

@@ -126,3 +126,19 @@ def test_name_only_sets_of_older_encoders_match_by_name_and_say_so(tmp_path):
     line = notes_line("feats", LabelNotes(pretraining_overlap=overlap))
     assert "2 of 2 test videos were among the encoder's pretraining videos (matched by file name only" in line
     assert "different videos of one name count as seen" in line
+
+
+def test_frame_folders_are_matched_by_name_frames_and_their_end_files(tmp_path):
+    from mlfo.data.sources.records import VideoRecord
+
+    def folder(part: str, sizes: list[int]) -> VideoRecord:
+        path = tmp_path / part / "v_Biking_g01_c01"
+        path.mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            (path / f"image_{i + 1:05d}.png").write_bytes(b"x" * size)
+        return VideoRecord(str(path), num_frames=len(sizes), fps=25.0, width=8, height=8)
+
+    train = folder("train", [10, 11, 12])
+    digests = provenance.video_digests([train])
+    assert provenance.seen_in(digests, [folder("test", [10, 13, 14])]) == []  # same name, other frames
+    assert provenance.seen_in(digests, [folder("copy", [10, 11, 12])]) == [0]
