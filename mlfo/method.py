@@ -31,13 +31,14 @@ from torch import nn
 
 from mlfo.config import Config, DataConfig
 from mlfo.data.datasets import ThreeClipDataset
+from mlfo.data.sampling import mlfo_min_frames
 from mlfo.data.transforms import ColorAugment, normalize_clips
 from mlfo.losses.objective import MLFOObjective
 from mlfo.models import MLFOModel, MLFOOutput, build_backbone
 from mlfo.train.seeding import derive_seed
 
 # Keys the colour stream is derived from, so it never collides with the dataset's own.
-_COLOR_STREAM = 0xC0102
+_COLOR_STREAM = "colour"
 _BACKBONE = "model.backbone."  # where the encoder's tensors sit in the method's state dict
 
 
@@ -87,7 +88,7 @@ class MLFOMethod(nn.Module):
 
     @property
     def min_frames(self) -> int:
-        return 2 * self.cfg.data.clip_len
+        return mlfo_min_frames(self.cfg.data.clip_len)
 
     def train_dataset(self, records) -> ThreeClipDataset:
         d = self.cfg.data

@@ -9,6 +9,8 @@ COMMANDS = {"data": "inspect and index video datasets"}
 
 
 def register(subparsers) -> None:
+    from mlfo.data.sampling import mlfo_min_frames
+
     data = subparsers.add_parser("data", help=COMMANDS["data"])
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     scan = commands.add_parser(
@@ -24,8 +26,9 @@ def register(subparsers) -> None:
     scan.add_argument("--split-dir", metavar="D", help="folder of the UCF101 / HMDB51 split files")
     scan.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split number (default 1)")
     scan.add_argument("--subset", default="train", choices=["train", "test"], help="split subset (default train)")
-    scan.add_argument("--min-frames", type=int, default=32, metavar="N",
-                      help="report videos with at most N frames as too short (default 32 = 2T for T=16)")
+    scan.add_argument("--min-frames", type=int, default=mlfo_min_frames(16), metavar="N",
+                      help=f"report videos with at most N frames as too short (default {mlfo_min_frames(16)}: "
+                      "the three-clip span 2T for T=16)")
     scan.add_argument("--backend", default="auto", choices=["auto", "pyav", "frames", "torchcodec"],
                       help="video decoder (default auto)")
     scan.add_argument("--out", metavar="INDEX.csv", help="where to write the index (default: beside SRC)")

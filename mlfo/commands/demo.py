@@ -59,22 +59,12 @@ def _stage(number: int, title: str) -> float:
     return time.time()
 
 
-def run_demo(args) -> int:
-    import mlfo.eval as ev
+def _pretrain(args, data_dir: Path, run_dir: Path):
+    """Stage 2: pretraining with the preset on the demo data (resumes a stopped run)."""
     from mlfo.config import load_config
-    from mlfo.data.demo import generate_demo_dataset
-    from mlfo.data.loading import default_workers
     from mlfo.errors import MLFOError
     from mlfo.train.plot import plot_run
     from mlfo.train.pretrain import pretrain
-
-    out = Path(args.out).resolve()
-    data_dir, run_dir, features_dir = out / "data", out / "pretrain", out / "features"
-    started = time.time()
-
-    t = _stage(1, f"demo dataset -> {data_dir}")
-    generate_demo_dataset(data_dir, seed=args.seed, videos_per_class=args.videos_per_class)
-    print(f"   done in {time.time() - t:.0f} s", flush=True)
 
     t = _stage(2, f"MLFO pretraining ({args.config}) -> {run_dir}")
     overrides = [
@@ -91,6 +81,23 @@ def run_demo(args) -> int:
     plot_run(run_dir)
     print(f"   {result.global_step} steps in {time.time() - t:.0f} s; curves: {run_dir / 'metrics.png'}",
           flush=True)
+    return cfg, result
+
+
+def run_demo(args) -> int:
+    import mlfo.eval as ev
+    from mlfo.data.demo import generate_demo_dataset
+    from mlfo.data.loading import default_workers
+
+    out = Path(args.out).resolve()
+    data_dir, run_dir, features_dir = out / "data", out / "pretrain", out / "features"
+    started = time.time()
+
+    t = _stage(1, f"demo dataset -> {data_dir}")
+    generate_demo_dataset(data_dir, seed=args.seed, videos_per_class=args.videos_per_class)
+    print(f"   done in {time.time() - t:.0f} s", flush=True)
+
+    cfg, result = _pretrain(args, data_dir, run_dir)
 
     t = _stage(3, f"features of the pretrained and a random-init encoder -> {features_dir}")
     crop = cfg.data.crop_size
@@ -131,7 +138,8 @@ def comparison_table(features_dir: str | Path) -> str:
     header = ["encoder"] + [f"{title} {group}" for _, _, title in COLUMNS for group in ("all",) + GROUPS]
     rows = []
     for folder in encoders:
-        cards = {label: read_card(folder / f"{label}.card.json") for label, _, _ in COLUMNS}
+        cards = {label: read_card(path) if (path := folder / f"{label}.card.json").is_file() else None
+                 for label, _, _ in COLUMNS}
         name = next((c["encoder"]["name"] for c in cards.values() if c), folder.name)
         row = ["MLFO pretrained" if folder == features_dir else name]
         for label, metric, _ in COLUMNS:

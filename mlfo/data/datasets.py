@@ -2,7 +2,7 @@
 fixed evaluation views of a video.
 
 Items are keyed: ``ds[index]`` or ``ds[(epoch, index)]``. Every random choice of an item
-comes from its own numpy Generator seeded by ``(seed, epoch, index)``: not by the
+comes from its own numpy Generator seeded by ``derive_seed(seed, "clips", epoch, index)``: not by the
 DataLoader worker, the rank or how many items came before. So a run does not depend on
 the number of workers or processes (the reference implementation gave every worker the
 same stream), and a resumed run draws exactly the clips an uninterrupted one would.
@@ -23,8 +23,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mlfo.data.readers import open_video
-from mlfo.data.sampling import clip_indices, sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
+from mlfo.data.sampling import clip_indices, mlfo_min_frames, sample_mlfo_indices, sliding_window_indices, uniform_clip_indices
 from mlfo.data.transforms import RandomResizedCropFlip, eval_views, resize_short_side
+from mlfo.train.seeding import derive_seed
 
 if TYPE_CHECKING:
     from mlfo.data.sources import VideoRecord
@@ -48,7 +49,7 @@ class _KeyedVideos(Dataset):
         return len(self.records)
 
     def rng(self, epoch: int, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, epoch, index])
+        return np.random.default_rng(derive_seed(self.seed, "clips", epoch, index))
 
 
 class ThreeClipDataset(_KeyedVideos):
@@ -88,7 +89,7 @@ class ThreeClipDataset(_KeyedVideos):
 
     @property
     def min_frames(self) -> int:
-        return 2 * self.clip_len  # videos with at most 2T frames cannot give A, B and G
+        return mlfo_min_frames(self.clip_len)  # videos with at most 2T frames cannot give A, B and G
 
     def __getitem__(self, key) -> dict:
         epoch, index = item_key(key)

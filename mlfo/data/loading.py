@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mlfo.data.datasets import item_key
+from mlfo.train.seeding import derive_seed
 
 
 def describe(err: BaseException, path: str = "") -> str:
@@ -133,7 +134,7 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def _mine(self) -> list[int]:
         g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
+        g.manual_seed(derive_seed(self.seed, "order", self.epoch))
         order = torch.randperm(len(self.dataset), generator=g).tolist()[self.start : self.total_size]
         usable = len(order) // self.num_replicas * self.num_replicas
         return order[:usable][self.rank :: self.num_replicas]

@@ -19,7 +19,9 @@ from mlfo.errors import MLFOError
 
 
 def mlfo_min_frames(clip_len: int) -> int:
-    """Videos need more than ``2 * clip_len`` frames for the three-clip sampler."""
+    """THE minimum-frames rule: a pretraining video needs MORE than this many frames, the
+    three-clip span 2T (A and B consecutive, G over both). Training, the dataset, the
+    sampler and ``mlfo data scan`` all ask here."""
     return 2 * clip_len
 
 
@@ -31,7 +33,7 @@ def sample_mlfo_span(
     r ~ U[1, min(r_max, F / 2T)] (real-valued), start s uniform over the integer starts
     that keep ``s + r * (2T - 1)`` inside the video, indices rounded and clamped to F-1.
     """
-    span = 2 * clip_len
+    span = mlfo_min_frames(clip_len)  # 2T indices
     if clip_len < 1:
         raise MLFOError(f"clip_len: must be at least 1, got {clip_len}")
     if r_max < 1:
@@ -54,7 +56,7 @@ def sample_mlfo_indices(
 ) -> tuple[list[int], list[int], list[int]]:
     """Frame indices of clips A, B and G (each ``clip_len`` long) for one video.
 
-    Raises ``MLFOError`` when the video has at most ``2 * clip_len`` frames.
+    Raises ``MLFOError`` when the video has at most ``mlfo_min_frames(clip_len)`` frames.
     """
     indices, _ = sample_mlfo_span(num_frames, clip_len, r_max, rng)
     return indices[:clip_len], indices[clip_len:], indices[::2]

@@ -11,13 +11,13 @@ The same resolution serves feature extraction and fine-tuning:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from mlfo.data.sources import detect_format, load_index
+from mlfo.data.sources.formats.common import read_classes_json
 from mlfo.errors import MLFOError
 
 
@@ -58,14 +58,7 @@ def find_groups(data: str | os.PathLike) -> tuple[list[str], dict[str, str]]:
     p = Path(data)
     for cand in ([p / "classes.json"] if p.is_dir() else []) + [p.parent / "classes.json"]:
         if cand.is_file():
-            try:
-                meta = json.loads(cand.read_text())
-                entries = meta["classes"]
-                names = [e["name"] if isinstance(e, dict) else str(e) for e in entries]
-                groups = {e["name"]: e["group"] for e in entries if isinstance(e, dict) and e.get("group")}
-                return names, groups
-            except (ValueError, KeyError, TypeError):
-                raise MLFOError(f"{cand}: not a classes.json with a 'classes' list of {{name, group}}") from None
+            return read_classes_json(cand)
     return [], {}
 
 

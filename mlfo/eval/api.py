@@ -23,8 +23,8 @@ from mlfo.data import provenance
 from mlfo.data.splits import EvalData
 from mlfo.distributed import DistContext, init_distributed, launched_by_torchrun, leads_its_node, teardown
 from mlfo.errors import MLFOError
-from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
-from mlfo.eval.cards import make_card, print_cards, write_card
+from mlfo.eval.aggregate import group_masks, num_classes, per_group
+from mlfo.eval.cards import assemble_card, print_cards, write_card
 from mlfo.eval.encoders import resolve_baselines, resolve_encoder
 from mlfo.eval.feature_writer import write_features
 from mlfo.eval.features import BASELINES_DIR, FeatureRoot, discover_roots, split_names
@@ -190,16 +190,11 @@ def evaluate_finetune(
                                       classes or [str(i) for i in range(n_classes)],
                                       run_dir / f"{label}_confusion.png",
                                       title=f"{enc.info['name']}: {label} confusion (rows: true class)")
-        names = list(per_split)
         protocol = dict(cfg.to_dict(), test_views=views.to_dict(),
-                        split=names[0] if len(names) == 1 else "mean of " + ", ".join(names),
                         selection="none: the model after the last epoch is tested once",
                         test="mean softmax over every view (clips x crops) of each test video")
-        card = make_card(label, enc.info, mean_dicts(list(per_split.values())), protocol,
-                         dict(next(iter(pairs.values()))[0].info),
-                         splits=per_split if len(names) > 1 else {},
-                         groups=mean_groups(list(group_results.values())),
-                         extra={"label": label, "training": details, **({"caveats": caveats} if caveats else {})})
+        card = assemble_card(label, label, enc.info, per_split, protocol, dict(next(iter(pairs.values()))[0].info),
+                             groups=group_results, caveats=caveats, extra={"training": details})
         print(f"card: {write_card(card, root, label)}")
         cards.append(card)
     print_cards(cards)
@@ -211,7 +206,7 @@ def _finetune_notes(enc, train_records, test_records) -> LabelNotes:
     def names(records):
         return [r.label_name or str(r.label) for r in records]
 
-    overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in test_records])
+    overlap = provenance.overlap_summary(enc.trained_on, test_records)
     return LabelNotes(*absent_classes(names(train_records), names(test_records)), overlap)
 
 

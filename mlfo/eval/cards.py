@@ -17,6 +17,7 @@ Card layout (``CARD_VERSION`` 1)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -26,6 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from mlfo.errors import MLFOError
+from mlfo.eval.aggregate import mean_dicts, mean_groups
 
 CARD_VERSION = 1
 CARD_SUFFIX = ".card.json"
@@ -104,24 +108,117 @@ def make_card(
     return _jsonable(card)
 
 
+def split_label(names: list[str]) -> str:
+    """The protocol's ``split``: "train/test" without official splits, else the split(s)."""
+    if names == ["default"]:
+        return "train/test"
+    return names[0] if len(names) == 1 else "mean of " + ", ".join(names)
+
+
+def assemble_card(
+    task: str,
+    label: str,
+    encoder: dict,
+    per_split: dict[str, dict],
+    protocol: dict,
+    dataset: dict | None = None,
+    *,
+    groups: dict[str, dict] | None = None,
+    caveats: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """THE way an evaluation's results become a card, for every task.
+
+    ``per_split``: split ("default" without official splits) -> metrics; ``groups``: split
+    -> class group -> metrics. Metrics and groups are averaged over the splits (the
+    per-split values kept under ``splits`` when there are several), the split label goes
+    into the protocol, and ``caveats`` (split -> notes) are recorded when there are any.
+    """
+    names = list(per_split)
+    splits = per_split if len(names) > 1 else {}
+    mean_groups_ = mean_groups(list(groups.values())) if groups else {}
+    fields = {"label": label, **(extra or {}), **({"caveats": caveats} if caveats else {})}
+    return make_card(task, encoder, mean_dicts(list(per_split.values())), dict(protocol, split=split_label(names)),
+                     dataset, splits, mean_groups_, fields)
+
+
 def write_card(card: dict, out_dir: str | os.PathLike, name: str | None = None) -> Path:
-    """Write ``<out_dir>/<name or task>.card.json`` atomically; returns the path."""
+    """Write ``<out_dir>/<name or task>.card.json`` atomically; returns the path. A folder
+    that cannot be written is one line naming it (nothing is left behind)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name or card['task']}{CARD_SUFFIX}"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise MLFOError(f"{out_dir}: cannot write the eval card {path.name} "
+                        f"({exc.strerror or exc})") from None
     return path
 
 
-def read_card(path: str | os.PathLike) -> dict | None:
-    """The card at ``path``, or None when it is not an mlfo card."""
+def read_card(path: str | os.PathLike) -> dict:
+    """The card at ``path``, its fields checked: a file that is not a readable mlfo card,
+    or a field of the wrong type, is one line naming the file and the field."""
+    path = Path(path)
     try:
-        card = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) and "mlfo_card" in card else None
+        card = json.loads(path.read_text())
+    except OSError as exc:
+        raise MLFOError(f"{path}: cannot read the eval card ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise MLFOError(f"{path}: not an mlfo eval card (not valid JSON: {exc})") from None
+    if not isinstance(card, dict) or "mlfo_card" not in card:
+        raise MLFOError(f"{path}: not an mlfo eval card (no 'mlfo_card' field)")
+    check_card(card, path)
+    return card
+
+
+_INT, _STR, _OBJECT = (int, "an integer"), (str, "a string"), (dict, "an object")
+_FIELDS = {  # field -> (required, (type, name)); the fields inside are checked below
+    "mlfo_card": (True, _INT), "task": (True, _STR), "encoder": (True, _OBJECT), "metrics": (True, _OBJECT),
+    "dataset": (False, _OBJECT), "protocol": (False, _OBJECT), "splits": (False, _OBJECT),
+    "groups": (False, _OBJECT), "label": (False, _STR), "created": (False, _STR),
+}
+
+
+def _is_number(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def check_card(card: dict, path: str | os.PathLike) -> None:
+    """Raise ``MLFOError("<path>: field '<name>' ...")`` for the first field of a wrong type."""
+    def bad(field: str, need: str, value) -> MLFOError:
+        return MLFOError(f"{path}: field '{field}' must be {need}, got {type(value).__name__} {value!r:.40}")
+
+    for field, (required, (kind, need)) in _FIELDS.items():
+        if field not in card:
+            if required:
+                raise MLFOError(f"{path}: field '{field}' is missing")
+            continue
+        if not isinstance(card[field], kind) or isinstance(card[field], bool):
+            raise bad(field, need, card[field])
+    if card["mlfo_card"] > CARD_VERSION:
+        raise MLFOError(f"{path}: card version {card['mlfo_card']} is newer than this mlfo reads "
+                        f"({CARD_VERSION}); upgrade mlfo")
+    for field in ("name", "sha256"):
+        if card["encoder"].get(field) is not None and not isinstance(card["encoder"][field], str):
+            raise bad(f"encoder.{field}", "a string", card["encoder"][field])
+    seed = card["encoder"].get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise bad("encoder.seed", "an integer", seed)
+    if not isinstance((card.get("dataset") or {}).get("name", ""), str):
+        raise bad("dataset.name", "a string", card["dataset"]["name"])
+    tables = {"metrics": card["metrics"], **{f"splits.{k}": v for k, v in (card.get("splits") or {}).items()},
+              **{f"groups.{k}": v for k, v in (card.get("groups") or {}).items()}}
+    for where, table in tables.items():
+        if not isinstance(table, dict):
+            raise bad(where, "an object of metric values", table)
+        for name, value in table.items():
+            if not _is_number(value):
+                raise bad(f"{where}.{name}", "a number", value)
 
 
 def format_table(rows: list[dict], columns: list[str], markdown: bool = False) -> str:

@@ -67,12 +67,12 @@ def _protocol(enc: Encoder, part: DataPart, res: ExtractionResult, kept, skipped
         "device": res.device, "processes": processes, "precision": res.precision, "seconds": round(res.seconds, 2),
         "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    overlap = provenance.overlap_summary(enc.trained_on, [r.path for r in kept])
+    overlap = provenance.overlap_summary(enc.trained_on, kept)
     if overlap is not None:  # the encoder records its pretraining videos
         protocol["pretraining_overlap"] = overlap
         if overlap["videos"] and part.info.get("subset") != "train":
             print(f"mlfo: {part.subdir or 'videos'}: {overlap['videos']} of {overlap['of']} videos were "
-                  f"among {enc.info['name']}'s pretraining videos (matched by file name)")
+                  f"among {enc.info['name']}'s pretraining videos (matched by {overlap['matched']})")
     return protocol
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlfo.data import provenance
 from mlfo.errors import MLFOError
 from mlfo.eval.features import INDEX_FILE, PROTOCOL_FILE, FeatureSet
 
@@ -93,5 +94,5 @@ def notes_line(who: str, notes: LabelNotes) -> str | None:
     overlap = notes.pretraining_overlap or {}
     if overlap.get("videos"):
         parts.append(f"{overlap['videos']} of {overlap['of']} test videos were among the encoder's "
-                     "pretraining videos (matched by file name)")
+                     f"pretraining videos (matched by {provenance.matched_phrase(overlap)})")
     return f"mlfo: {who}: " + "; ".join(parts) if parts else None

@@ -21,6 +21,7 @@ from torch import nn
 
 from mlfo.errors import MLFOError
 from mlfo.train.optim import build_optimizer, lr_factor, set_learning_rates
+from mlfo.train.seeding import derive_seed
 
 
 @dataclass
@@ -73,7 +74,7 @@ def stratified_holdout(
     """Indices (fit, holdout): about ``fraction`` of each class is held out; a class with a
     single video stays entirely in the fit part (it could not be learnt otherwise)."""
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(derive_seed(seed, "holdout"))
     fit, hold = [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
@@ -102,8 +103,8 @@ def _train(
 ) -> tuple[nn.Module, list[float]]:
     """Train for ``epochs_to_run`` epochs of a cosine schedule that spans ``cfg.epochs``;
     returns the model and the per-epoch accuracy on (eval_x, eval_y) when given."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "probe order"))  # not the init's stream
+    torch.manual_seed(derive_seed(cfg.seed, "probe init"))
     model = _make_probe(x.shape[1], num_classes).to(x.device)
     opt = build_optimizer("sgd", model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=weight_decay)
     steps_per_epoch = max(1, math.ceil(len(x) / cfg.batch_size))

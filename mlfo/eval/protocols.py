@@ -15,8 +15,8 @@ import numpy as np
 
 from mlfo.errors import MLFOError
 from mlfo.eval import plots
-from mlfo.eval.cards import make_card, print_cards, write_card
-from mlfo.eval.aggregate import group_masks, mean_dicts, mean_groups, num_classes, per_group
+from mlfo.eval.cards import assemble_card, print_cards, write_card
+from mlfo.eval.aggregate import group_masks, num_classes, per_group
 from mlfo.eval.features import FeatureRoot, FeatureSet, encoder_identity, load_feature_set
 from mlfo.eval.knn import knn_scores, topk_accuracy
 from mlfo.eval.labels import align, notes_line
@@ -75,6 +75,58 @@ def linear_split(train: FeatureSet, test: FeatureSet, cfg: LinearProbeConfig) ->
 # ---------------------------------------------------------------- driver
 
 
+@dataclass
+class RootResults:
+    """One encoder root evaluated on each of its splits (split "default" without official splits)."""
+
+    per_split: dict[str, SplitResult] = field(default_factory=dict)
+    features: dict[str, dict] = field(default_factory=dict)  # split -> feature folders and counts
+    feature_views: dict = field(default_factory=dict)
+    encoder: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    caveats: dict[str, dict] = field(default_factory=dict)  # split -> label notes
+    last: tuple[FeatureSet, FeatureSet] | None = None  # the last split's (train, test), for figures
+
+
+def evaluate_root(root: FeatureRoot, split_fn: Callable[[FeatureSet, FeatureSet], SplitResult],
+                  level: str) -> RootResults:
+    """Load, align and score every split of one encoder root."""
+    res = RootResults()
+    for split, (train_dir, test_dir) in root.splits.items():
+        key = split or "default"
+        train = _labelled(load_feature_set(train_dir, level), "train")
+        test = _labelled(load_feature_set(test_dir, level), "test")
+        _check_compatible(train, test)
+        train, test, notes = align(train, test)  # labels matched by class name
+        if notes.card():
+            res.caveats[key] = notes.card()
+            print(notes_line(f"{root.root}{' ' + split if split else ''}", notes))
+        res.per_split[key] = split_fn(train, test)
+        res.features[key] = {"train": str(train_dir), "test": str(test_dir),
+                             "n_train": len(train.labels), "n_test": len(test.labels)}
+        res.feature_views = {"train": train.protocol.get("views"), "test": test.protocol.get("views")}
+        res.encoder = train.protocol.get("encoder") or {"name": root.root.name}
+        res.dataset = dict(train.protocol.get("data") or {})
+        res.last = (train, test)
+    return res
+
+
+def root_card(task: str, label: str, res: RootResults, protocol: dict, level: str) -> dict:
+    """The card of one root: ``assemble_card`` plus the feature protocol and the details."""
+    results = list(res.per_split.values())
+    extra = {}
+    if len(results) == 1 and results[0].details:
+        extra.update(results[0].details)
+    elif any(r.details for r in results):
+        extra["per_split_details"] = {s: r.details for s, r in res.per_split.items()}
+    if any(r.groups for r in results) and len(results) > 1:
+        extra["split_groups"] = {s: r.groups for s, r in res.per_split.items()}
+    full_protocol = dict(protocol, level=level, feature_views=res.feature_views, features=res.features)
+    return assemble_card(task, label, res.encoder, {s: r.metrics for s, r in res.per_split.items()},
+                         full_protocol, res.dataset, groups={s: r.groups for s, r in res.per_split.items()},
+                         caveats=res.caveats, extra=extra)
+
+
 def evaluate_roots(
     task: str,
     label: str,
@@ -89,64 +141,23 @@ def evaluate_roots(
 
     ``out_dir`` (only for a single root) overrides where the card goes.
     """
-    cards, curves = [], {}
+    cards, paths, curves = [], [], {}
     for root in roots:
-        per_split: dict[str, SplitResult] = {}
-        features_used = {}
-        feature_protocol = {}
-        encoder = {}
-        dataset = {}
-        notes = {}
-        for split, (train_dir, test_dir) in root.splits.items():
-            train = _labelled(load_feature_set(train_dir, level), "train")
-            test = _labelled(load_feature_set(test_dir, level), "test")
-            _check_compatible(train, test)
-            train, test, split_notes = align(train, test)  # labels matched by class name
-            if split_notes.card():
-                notes[split or "default"] = split_notes.card()
-                print(notes_line(f"{root.root}{' ' + split if split else ''}", split_notes))
-            per_split[split or "default"] = split_fn(train, test)
-            features_used[split or "default"] = {"train": str(train_dir), "test": str(test_dir),
-                                                 "n_train": len(train.labels), "n_test": len(test.labels)}
-            feature_protocol = {"train": train.protocol.get("views"), "test": test.protocol.get("views")}
-            encoder = train.protocol.get("encoder") or {"name": root.root.name}
-            dataset = dict(train.protocol.get("data") or {})
-            last_train, last_test = train, test
-        results = list(per_split.values())
-        metrics = mean_dicts([r.metrics for r in results])
-        groups = mean_groups([r.groups for r in results])
-        splits = {s: r.metrics for s, r in per_split.items()} if len(per_split) > 1 else {}
-        full_protocol = dict(protocol, level=level, split=_split_label(per_split),
-                             feature_views=feature_protocol, features=features_used)
-        extra = {"label": label, **({"caveats": notes} if notes else {})}
-        if len(results) == 1 and results[0].details:
-            extra.update(results[0].details)
-        elif any(r.details for r in results):
-            extra["per_split_details"] = {s: r.details for s, r in per_split.items()}
-        if any(r.groups for r in results) and len(per_split) > 1:
-            extra["split_groups"] = {s: r.groups for s, r in per_split.items()}
-        card = make_card(task, encoder, metrics, full_protocol, dataset, splits, groups, extra)
+        res = evaluate_root(root, split_fn, level)
+        card = root_card(task, label, res, protocol, level)
         target = out_dir if (out_dir is not None and len(roots) == 1) else root.root
-        path = write_card(card, target, label)
-        card["_path"] = str(path)
+        paths.append(write_card(card, target, label))
         cards.append(card)
         if plot:
-            _plots(task, label, target, per_split, last_train, last_test, encoder.get("name", root.root.name),
+            _plots(task, label, target, res.per_split, *res.last, res.encoder.get("name", root.root.name),
                    curves, level)
     if plot and curves:
         # One R@k figure comparing the encoder and its baselines, beside the first card.
-        plots.recall_curve(curves, Path(cards[0]["_path"]).parent / f"{label}_recall_curve.png")
+        plots.recall_curve(curves, paths[0].parent / f"{label}_recall_curve.png")
     print_cards(cards)
-    for c in cards:
-        print(f"card: {c.pop('_path')}")
+    for path in paths:
+        print(f"card: {path}")
     return cards
-
-
-def _split_label(per_split: dict) -> str:
-    names = list(per_split)
-    if names == ["default"]:
-        return "train/test"
-    return names[0] if len(names) == 1 else "mean of " + ", ".join(names)
 
 
 def _check_compatible(train: FeatureSet, test: FeatureSet) -> None:

@@ -13,19 +13,19 @@ from mlfo.errors import MLFOError
 from mlfo.eval.cards import CARD_SUFFIX, format_table, read_card
 
 # Per-group numbers are shown only for the headline metric of each eval, to keep the table narrow.
+REPORT_TITLE = "# mlfo evaluation report"
+
 HEADLINE = {"retrieval": "R@1", "knn": "top1", "linear": "top1", "linear-e2e": "top1", "finetune": "top1"}
 
 
 def collect_cards(directory: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """Every ``*.card.json`` under ``directory``, each checked: one that cannot be read, is
+    not a card or has a field of the wrong type stops the report with one line naming it
+    (a table that silently leaves a card out would look complete)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise MLFOError(f"{directory}: not a directory")
-    found = []
-    for path in sorted(directory.rglob(f"*{CARD_SUFFIX}")):
-        card = read_card(path)
-        if card is not None:
-            found.append((path, card))
-    return found
+    return [(path, read_card(path)) for path in sorted(directory.rglob(f"*{CARD_SUFFIX}"))]
 
 
 def row_key(card: dict) -> tuple[str, str, str]:
@@ -72,7 +72,7 @@ def build_report(directory: str | os.PathLike) -> tuple[str, int]:
                                   col.split(" ")[0], seen[col]))
     table = format_table(list(rows.values()), ["encoder", "sha256", "dataset"] + columns, markdown=True)
     text = (
-        f"# mlfo evaluation report\n\n{table}\n\n"
+        f"{REPORT_TITLE}\n\n{table}\n\n"
         "Metrics in percent; `sha256` is the first 8 hex digits of the checkpoint file's hash\n"
         "(the seed for a random-init encoder).\n"
         "Multi-split numbers are the mean over splits (per-split values are in the cards).\n\n"
@@ -93,9 +93,15 @@ def _protocol_brief(card: dict) -> str:
 
 
 def write_report(directory: str | os.PathLike) -> Path:
+    """Write ``directory/report.md`` (only over a report mlfo wrote) and print it."""
     text, n = build_report(directory)
     path = Path(directory) / "report.md"
-    path.write_text(text)
+    if path.is_file() and not path.read_text(errors="replace").startswith("# mlfo "):  # this or mlfo demo's
+        raise MLFOError(f"{path}: exists and is not an mlfo report; move it away to write the report")
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise MLFOError(f"{path.parent}: cannot write report.md ({exc.strerror or exc})") from None
     print(text)
-    print(f"mlfo: {n} cards -> {path}")
+    print(f"mlfo: {n} card{'' if n == 1 else 's'} -> {path}")
     return path

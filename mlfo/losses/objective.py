@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 
 from mlfo.errors import MLFOError
-from mlfo.losses._numerics import at_least_float32
 from mlfo.losses.graph import GRAPH_REDUCTIONS, graph_loss, infer_graph
+from mlfo.losses.graph_memory import GraphMemory
 from mlfo.losses.instance import contrast_with_negatives
 from mlfo.losses.motion import REVERSED_SOURCES, motion_contrast
 from mlfo.losses.prototypes import EmbeddingQueue, prototype_codes, swapped_prediction
@@ -120,6 +120,20 @@ class ObjectiveConfig:
         return [level for level in LEVELS if getattr(self, f"graph_{level}")]
 
 
+class _Terms:
+    """The terms of one step: log values by name, weighted losses in the order added."""
+
+    def __init__(self):
+        self.logs: dict[str, torch.Tensor] = {}  # log name -> unweighted value
+        self.weighted: list[torch.Tensor] = []
+
+    def add(self, name: str, weight: float, loss: torch.Tensor, acc: torch.Tensor | None = None) -> None:
+        self.logs[f"loss/{name}"] = loss
+        if acc is not None:
+            self.logs[f"acc/{name}"] = acc
+        self.weighted.append(weight * loss)
+
+
 class MLFOObjective(nn.Module):
     """All MLFO losses for one local batch; contrasts run over the global batch.
 
@@ -130,10 +144,10 @@ class MLFOObjective(nn.Module):
             ``mlfo.distributed.local_only`` restricts everything to the local batch.
 
     The prototype queue (``queue.embeddings``, ``queue.count``) is a buffer, so it is in
-    the state dict. It holds global-head embeddings when the model output carries
-    ``global_embedding`` (n, B, C) and ``prototypes`` (K, C) (scores are then recomputed
-    against the current prototypes, SwAV style); otherwise it holds the scores
-    themselves (the method's literal "queue of scores").
+    the state dict. It holds global-head embeddings (the model output's
+    ``global_embedding`` (n, B, C)), re-scored against the current ``prototypes`` (K, C)
+    at every step, SwAV style. ``graph_memory`` (a ``GraphMemory``) exists only when
+    ``cfg.graph_memory > 0``, so reference checkpoints keep their keys.
     """
 
     def __init__(self, cfg: ObjectiveConfig | None = None, num_prototypes: int = 200,
@@ -143,8 +157,8 @@ class MLFOObjective(nn.Module):
         self.num_prototypes = num_prototypes
         self.gather = gather
         self.queue = EmbeddingQueue(self.cfg.queue_length, dim=0, views=2)
-        if self.cfg.graph_memory > 0:  # only then: reference checkpoints keep their keys
-            self.graph_memory = EmbeddingQueue(self.cfg.graph_memory, dim=0, views=1)
+        if self.cfg.graph_memory > 0:
+            self.graph_memory = GraphMemory(self.cfg.graph_memory, self.cfg.graph_levels())
 
     # ---- schedule, for the engine ----
     def prototypes_frozen(self, epoch: int) -> bool:
@@ -167,29 +181,49 @@ class MLFOObjective(nn.Module):
 
     # ---- the objective ----
     def forward(self, out, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg = self.cfg
-        terms: dict[str, torch.Tensor] = {}  # log name -> unweighted value
-        weighted: list[torch.Tensor] = []
-
-        # (a) high-level instance contrast; its instance graph feeds the graph target
+        """(total, logs): the weighted sum of every switched-on term, in the order (a)-(e)."""
+        terms = _Terms()
         graph_on = self.graph_active(epoch)
-        p_ins = None
-        if cfg.instance or graph_on:
-            z = out.clip["high"]  # (3, b, C)
-            if cfg.instance:
-                loss, acc, p_ins = contrast_with_negatives(z[A], z[B], cfg.tau, self.gather)
-                terms["loss/high"], terms["acc/high"] = loss, acc
-                weighted.append(cfg.weight_high * loss)
-            else:
-                with torch.no_grad():
-                    _, _, p_ins = contrast_with_negatives(z[A], z[B], cfg.tau, self._no_grad_gather)
+        p_ins = self._instance(out, graph_on, terms)
+        self._motion(out, epoch, terms)
+        self._timestamps(out, terms)
+        codes = self._prototypes(out, epoch, graph_on, terms)
+        if graph_on:
+            self._graph(out, p_ins, codes, terms)
+        if not terms.weighted:
+            raise MLFOError("objective: every loss component is switched off")
+        total = torch.stack(terms.weighted).sum()
+        logs = terms.logs
+        logs["loss/total"] = total
+        if self.queue_active(epoch):
+            logs["queue/size"] = self.queue.count.float()
+        names = list(logs)
+        dtype = torch.promote_types(total.dtype, torch.float32)
+        values = torch.stack([logs[name].detach().to(dtype).reshape(()) for name in names]).tolist()
+        return total, dict(zip(names, values))  # one device sync for all logs
 
-        # (b) motion contrast on low / mid, with the reversed clips as hard negatives
+    def _instance(self, out, graph_on: bool, terms: _Terms) -> torch.Tensor | None:
+        """(a) high-level instance contrast; returns its instance graph p_ins (b, B), which
+        the graph target needs even when the contrast itself is switched off."""
+        cfg = self.cfg
+        if not (cfg.instance or graph_on):
+            return None
+        z = out.clip["high"]  # (3, b, C)
+        if not cfg.instance:
+            with torch.no_grad():
+                return contrast_with_negatives(z[A], z[B], cfg.tau, self._no_grad_gather)[2]
+        loss, acc, p_ins = contrast_with_negatives(z[A], z[B], cfg.tau, self.gather)
+        terms.add("high", cfg.weight_high, loss, acc)
+        return p_ins
+
+    def _motion(self, out, epoch: int, terms: _Terms) -> None:
+        """(b) motion contrast on low / mid, with the reversed clips as hard negatives."""
+        cfg = self.cfg
         hard_negatives = cfg.reversed_negatives and epoch >= cfg.reversed_negatives_start
         for level in ("low", "mid"):
             if not getattr(cfg, f"motion_{level}"):
                 continue
-            z = out.clip[level]
+            z = out.clip[level]  # (3, b, C)
             reversed_clips = out.clip_reversed.get(level) if cfg.reversed_negatives else None
             if cfg.reversed_negatives and reversed_clips is None:
                 raise MLFOError("objective.reversed_negatives: on, but the model output has no reversed "
@@ -199,119 +233,75 @@ class MLFOObjective(nn.Module):
             rev_a, rev_b = (None, None) if reversed_clips is None else (reversed_clips[A], reversed_clips[B])
             loss, acc = motion_contrast(z[A], z[B], rev_a, rev_b, cfg.tau, self.gather,
                                         source=cfg.reversed_negative_source)
-            terms[f"loss/{level}"], terms[f"acc/{level}"] = loss, acc
-            weighted.append(cfg.weight(level) * loss)
+            terms.add(level, cfg.weight(level), loss, acc)
 
-        # (c) local-to-global timestamp matching, per video (no communication)
+    def _timestamps(self, out, terms: _Terms) -> None:
+        """(c) local-to-global timestamp matching, per video (no communication)."""
         for level in LEVELS:
-            if not getattr(cfg, f"timestamp_{level}"):
-                continue
-            fine = out.fine[level]  # (3, b, t, C)
-            loss, acc = timestamp_matching(fine[A], fine[B], fine[G], cfg.tau)
-            terms[f"loss/fine_{level}"], terms[f"acc/fine_{level}"] = loss, acc
-            weighted.append(cfg.weight(level) * loss)
+            if getattr(self.cfg, f"timestamp_{level}"):
+                fine = out.fine[level]  # (3, b, t, C)
+                loss, acc = timestamp_matching(fine[A], fine[B], fine[G], self.cfg.tau)
+                terms.add(f"fine_{level}", self.cfg.weight(level), loss, acc)
 
-        # (d) prototypes: Sinkhorn codes (also the graph's semantic mask), swapped prediction
-        codes = None
-        if cfg.prototypes or graph_on:
-            scores = out.proto_scores  # (3, b, K)
-            if scores.shape[-1] != self.num_prototypes:
-                raise MLFOError(f"objective: the model has {scores.shape[-1]} prototypes, "
-                                f"the objective expects {self.num_prototypes}")
-            codes = self._codes(out, epoch)  # (2, b, K)
-            if cfg.prototypes:
-                loss = swapped_prediction(scores[A], scores[B], codes[A], codes[B], cfg.proto_tau)
-                terms["loss/proto"] = loss
-                weighted.append(cfg.proto_weight * loss)
+    def _prototypes(self, out, epoch: int, graph_on: bool, terms: _Terms) -> torch.Tensor | None:
+        """(d) Sinkhorn codes (2, b, K), also the graph's semantic mask, and the swapped
+        prediction; None when neither needs them."""
+        cfg = self.cfg
+        if not (cfg.prototypes or graph_on):
+            return None
+        scores = out.proto_scores  # (3, b, K)
+        if scores.shape[-1] != self.num_prototypes:
+            raise MLFOError(f"objective: the model has {scores.shape[-1]} prototypes, "
+                            f"the objective expects {self.num_prototypes}")
+        codes = self._codes(out, epoch)  # (2, b, K)
+        if cfg.prototypes:
+            terms.add("proto", cfg.proto_weight,
+                      swapped_prediction(scores[A], scores[B], codes[A], codes[B], cfg.proto_tau))
+        return codes
 
-        # (e) graph constraint on every enabled level
-        if graph_on:
-            if not out.graph:
-                raise MLFOError(f"objective.graph_start: the graph loss is on from epoch "
-                                f"{cfg.graph_start} but the model output has no graph embeddings "
-                                "(call the model with with_graph=objective.graph_active(epoch))")
-            memory = self._graph_memory_parts(out) if cfg.graph_memory > 0 else None
-            labels = None
-            if memory is not None:
-                p_ins, labels = self._instance_graph_with_memory(out, memory), memory["labels"]
-            target = infer_graph(p_ins, codes[A], codes[B], cfg.graph_threshold, self._no_grad_gather,
-                                 memory_labels=labels)
-            for level in cfg.graph_levels():
-                g = out.graph[level]  # (3, b, C)
-                loss = graph_loss(g[A], g[B], target, cfg.tau, cfg.graph_reduction, self.gather,
-                                  memory_keys=None if memory is None else memory[level])
-                terms[f"loss/graph_{level}"] = loss
-                weighted.append(cfg.graph_weight(level) * loss)
-            terms["graph/neighbours"] = (target > 0).sum(dim=1).float().mean()
-            if memory is not None:
-                n_memory = memory["labels"].shape[0]
-                terms["graph/neighbours_memory"] = (target[:, target.shape[1] - n_memory:] > 0).sum(dim=1).float().mean()
-                terms["graph/memory_size"] = target.new_tensor(float(n_memory))
-                self._push_graph_memory(out, codes)
-
-        if not weighted:
-            raise MLFOError("objective: every loss component is switched off")
-        total = torch.stack(weighted).sum()
-        terms["loss/total"] = total
-        if self.queue_active(epoch):
-            terms["queue/size"] = self.queue.count.float()
-        names = list(terms)
-        dtype = torch.promote_types(total.dtype, torch.float32)
-        values = torch.stack([terms[name].detach().to(dtype).reshape(()) for name in names]).tolist()
-        return total, dict(zip(names, values))  # one device sync for all logs
-
-    # ---- graph memory (objective.graph_memory > 0) ----
-    def _graph_memory_parts(self, out) -> dict[str, torch.Tensor]:
-        """The memory split into its parts: "high_b" (M, C) high clip embeddings of clip B,
-        one (M, C) graph embedding per graph level, "labels" (M,) clusters."""
-        rows = self.graph_memory.valid()[0]  # (M, D)
-        c = out.clip["high"].shape[-1]
-        names = ["high_b", *self.cfg.graph_levels()]
-        if rows.shape[0] == 0 or rows.shape[1] != c * len(names) + 1:
-            empty = out.clip["high"].new_zeros(0, c)
-            return {**{n: empty for n in names}, "labels": empty.new_zeros(0, dtype=torch.long)}
-        parts = {n: rows[:, i * c:(i + 1) * c] for i, n in enumerate(names)}
-        parts["labels"] = rows[:, -1].round().long()
-        return parts
-
-    @torch.no_grad()
-    def _instance_graph_with_memory(self, out, memory: dict) -> torch.Tensor:
-        """(b, B + M) softmax_j(z_A(i) . [z_B of the global batch; memory] / tau)."""
-        z = out.clip["high"]
-        keys = torch.cat([self._no_grad_gather(z[B]), memory["high_b"].to(z)])
-        return torch.softmax(at_least_float32(z[A].detach()) @ at_least_float32(keys).t() / self.cfg.tau, dim=1)
-
-    @torch.no_grad()
-    def _push_graph_memory(self, out, codes: torch.Tensor) -> None:
-        """Store this global batch: z_B (high), g_B of every graph level, cluster label."""
-        labels = (codes[A] + codes[B]).argmax(dim=1).to(out.clip["high"].dtype)
-        parts = [out.clip["high"][B], *(out.graph[level][B] for level in self.cfg.graph_levels()),
-                 labels[:, None]]
-        rows = self._no_grad_gather(torch.cat([p.detach() for p in parts], dim=1))
-        self.graph_memory.push(rows.unsqueeze(0))
+    def _graph(self, out, p_ins: torch.Tensor, codes: torch.Tensor, terms: _Terms) -> None:
+        """(e) the graph constraint on every enabled level, with the memory when configured."""
+        cfg = self.cfg
+        if not out.graph:
+            raise MLFOError(f"objective.graph_start: the graph loss is on from epoch "
+                            f"{cfg.graph_start} but the model output has no graph embeddings "
+                            "(call the model with with_graph=objective.graph_active(epoch))")
+        memory = self.graph_memory.parts(out.clip["high"]) if cfg.graph_memory > 0 else None
+        labels = None
+        if memory is not None:
+            z = out.clip["high"]  # (3, b, C)
+            p_ins = GraphMemory.instance_graph(z[A], self._no_grad_gather(z[B]), memory["high_b"], cfg.tau)
+            labels = memory["labels"]
+        target = infer_graph(p_ins, codes[A], codes[B], cfg.graph_threshold, self._no_grad_gather,
+                             memory_labels=labels)  # (b, B [+ M])
+        for level in cfg.graph_levels():
+            g = out.graph[level]  # (3, b, C)
+            loss = graph_loss(g[A], g[B], target, cfg.tau, cfg.graph_reduction, self.gather,
+                              memory_keys=None if memory is None else memory[level])
+            terms.add(f"graph_{level}", cfg.graph_weight(level), loss)
+        terms.logs["graph/neighbours"] = (target > 0).sum(dim=1).float().mean()
+        if memory is not None:
+            n_memory = labels.shape[0]
+            terms.logs["graph/neighbours_memory"] = (target[:, target.shape[1] - n_memory:] > 0).sum(dim=1).float().mean()
+            terms.logs["graph/memory_size"] = target.new_tensor(float(n_memory))
+            self.graph_memory.remember(out, codes, self._no_grad_gather)
 
     @torch.no_grad()
     def _codes(self, out, epoch: int) -> torch.Tensor:
-        """(2, b, K) Sinkhorn codes of clips A and B; pushes the batch into the queue."""
+        """(2, b, K) Sinkhorn codes of clips A and B, over the queued embeddings (re-scored
+        against the current prototypes) once the queue is on; pushes the global batch."""
         cfg = self.cfg
-        scores = out.proto_scores.detach()
-        embedding = getattr(out, "global_embedding", None)
-        prototypes = getattr(out, "prototypes", None)
-        store_embeddings = embedding is not None and prototypes is not None
-        entries = embedding[:2] if store_embeddings else scores[:2]  # (2, b, D)
-
+        scores = out.proto_scores.detach()  # (3, b, K)
+        entries = out.global_embedding[:2].detach()  # (2, b, C)
         use_queue = self.queue_active(epoch)
-        if use_queue and self.queue.count > 0 and self.queue.embeddings.shape[-1] != entries.shape[-1]:
-            self.queue.reset()  # the queue held the other kind of entry (scores vs embeddings)
-        queued = self.queue.valid() if use_queue else None  # (2, Q, D)
+        queued = self.queue.valid() if use_queue else None  # (2, Q, C)
         codes = []
         for view in (A, B):
             queue_scores = None
             if queued is not None and queued.shape[1] > 0:
-                queue_scores = queued[view] @ prototypes.t() if store_embeddings else queued[view]
+                queue_scores = queued[view] @ out.prototypes.t()  # (Q, K)
             codes.append(prototype_codes(scores[view], queue_scores, cfg.sinkhorn_eps,
                                          cfg.sinkhorn_iters, self._no_grad_gather))
         if use_queue:  # every process pushes the same global batch
-            batch = torch.stack([self._no_grad_gather(entries[view]) for view in (A, B)])
-            self.queue.push(batch)
+            self.queue.push(torch.stack([self._no_grad_gather(entries[view]) for view in (A, B)]))
         return torch.stack(codes)

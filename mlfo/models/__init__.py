@@ -1,6 +1,6 @@
 """Backbones, motion excitation, heads and the MLFO model (see docs/design.md)."""
 
-from mlfo.models.backbones import BACKBONES, LEVELS, VideoResNet, build_backbone
+from mlfo.models.backbones import BACKBONES, LEVELS, VideoResNet, arch_kwargs, build_backbone
 from mlfo.models.heads import GlobalHead, ProjectionHead, make_prototypes, normalize_rows_
 from mlfo.models.mlfo_model import MLFOModel, MLFOOutput, ModelConfig
 from mlfo.models.motion_excitation import MotionExcitation
@@ -23,6 +23,7 @@ __all__ = [
     "MotionExcitation",
     "ProjectionHead",
     "VideoResNet",
+    "arch_kwargs",
     "backbone_from_torchvision",
     "build_backbone",
     "export_torchvision_state_dict",

@@ -204,6 +204,17 @@ class VideoResNet(nn.Module):
         return self.fc(self(x))
 
 
+def arch_kwargs(arch: dict | str, classifier: bool = True) -> dict:
+    """``build_backbone`` keyword arguments of a saved ``arch`` (a ``backbone.arch`` dict or a
+    bare name): THE reading of an architecture for checkpoints, exported encoders and
+    baselines. Unknown extras are ignored; ``classifier=False`` drops ``num_classes``
+    (an evaluation's encoder needs no classifier)."""
+    if isinstance(arch, str):
+        return {"name": arch}
+    keys = ("name", "stem", "widths", "num_classes") if classifier else ("name", "stem", "widths")
+    return {k: arch[k] for k in keys if k in arch}
+
+
 def build_backbone(name: str, stem: str = "reference", widths=None,
                    num_classes: int | None = None) -> VideoResNet:
     """Build a backbone by name: "r3d_18", "r2plus1d_18" or "r3d_small" (widths 32-64-128-256).

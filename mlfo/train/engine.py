@@ -31,7 +31,7 @@ from torch import nn
 
 from mlfo.config import Config, diff_configs, save_config, to_dict
 from mlfo.data.loading import ResumableDistributedSampler, SkipLog, batch_size_of, build_loader
-from mlfo.data.provenance import name_digests
+from mlfo.data.provenance import video_digests
 from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier
 from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
@@ -139,7 +139,7 @@ class Trainer:
         self.records = index.usable(min_frames=min_frames)
         if ctx.is_main:
             report_unusable(index, min_frames, self.out_dir, d.train)
-        self.trained_on = name_digests(r.path for r in self.records)  # (N,) int64, mlfo.data.provenance
+        self.trained_on = video_digests(self.records)  # (N + 1,) int64, mlfo.data.provenance
         global_batch = d.batch_size * ctx.world_size
         if len(self.records) < global_batch:
             raise MLFOError(f"data.batch_size: {d.batch_size} videos x {ctx.world_size} process(es) "
@@ -150,7 +150,7 @@ class Trainer:
             self.dataset, batch_size=d.batch_size, sampler=self.sampler, num_workers=d.num_workers,
             drop_last=True, pin_memory=d.pin_memory and self.device.type == "cuda",
             persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor,
-            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, ctx.rank)),
+            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, "loader", ctx.rank)),
         )
         self.steps_per_epoch = len(self.sampler) // d.batch_size
         self.global_batch = global_batch
@@ -183,7 +183,7 @@ class Trainer:
                                      dataset_size=len(self.dataset)),
             "rng": rng_states,  # list indexed by rank
             "world_size": self.ctx.world_size,
-            "trained_on": torch.from_numpy(self.trained_on),  # digests of the training videos' names
+            "trained_on": torch.from_numpy(self.trained_on),  # digests of the training videos (mlfo.data.provenance)
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from mlfo.data import provenance
 from mlfo.errors import MLFOError
-from mlfo.models import build_backbone, export_torchvision_state_dict, load_torchvision_state_dict
+from mlfo.models import arch_kwargs, build_backbone, export_torchvision_state_dict, load_torchvision_state_dict
 from mlfo.models.torchvision_compat import infer_arch
 from mlfo.method import MLFOMethod
 from mlfo.train.checkpoint import atomic_write, load_checkpoint
@@ -45,12 +45,6 @@ def is_pretrain_checkpoint(ckpt: dict) -> bool:
 def backbone_state_from_checkpoint(ckpt: dict) -> dict[str, torch.Tensor]:
     """The backbone's tensors of a pretraining checkpoint (torchvision names)."""
     return MLFOMethod.encoder_state(ckpt["method"])
-
-
-def _arch_kwargs(arch: dict) -> dict:
-    """build_backbone keyword arguments from a saved ``arch`` (ignores unknown extras)."""
-    keys = ("name", "stem", "widths", "num_classes")
-    return {k: arch[k] for k in keys if k in arch}
 
 
 def _trained_on(ckpt: dict) -> np.ndarray | None:
@@ -80,7 +74,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> Path:
         raise MLFOError(f"{checkpoint}: not an mlfo pretraining checkpoint (no model / encoder_arch)")
     if out.is_dir():
         raise MLFOError(f"{out}: is a folder; give the encoder file's name")
-    backbone = build_backbone(**_arch_kwargs(ckpt["encoder_arch"]))
+    backbone = build_backbone(**arch_kwargs(ckpt["encoder_arch"]))
     load_torchvision_state_dict(backbone, backbone_state_from_checkpoint(ckpt), strict=True, source=str(checkpoint))
     source = {"checkpoint": str(Path(checkpoint).resolve()), "epoch": ckpt.get("epoch"),
               "step": ckpt.get("global_step", ckpt.get("step"))}
@@ -139,7 +133,7 @@ def read_encoder_file(path: str | Path, map_location="cpu") -> EncoderFile:
 
 def build_encoder(enc: EncoderFile, source: str):
     """A VideoResNet in eval mode holding ``enc``'s weights (every key must match)."""
-    backbone = build_backbone(**_arch_kwargs(enc.arch))
+    backbone = build_backbone(**arch_kwargs(enc.arch))
     load_torchvision_state_dict(backbone, enc.state, strict=True, source=source)
     return backbone.eval()
 

@@ -1,22 +1,50 @@
 """Seeds and random-number-generator states.
 
-Every random choice of a training step is keyed, not streamed: the data order is a pure
-function of (seed, epoch) and each video's augmentation of (seed, epoch, video index).
-So a resumed run, a run with more workers and a run on more processes all see the same
-clips, and no two videos (hence no two ranks or workers) share a random stream.
+Every random choice of a training step is keyed, not streamed. ``derive_seed(seed, name,
+*keys)`` is the one way a random stream gets its seed: the run's seed, the stream's name
+and its keys, e.g.
+
+    derive_seed(seed, "order", epoch)            the data order of an epoch (the sampler)
+    derive_seed(seed, "clips", epoch, index)     a video's frames, crop and flip (the dataset)
+    derive_seed(seed, "colour", epoch, index)    a video's colour augmentation (the method)
+    derive_seed(seed, "loader", rank)            the DataLoader's base seed of a rank
+    derive_seed(base, "worker", worker_id)       numpy's global generator in a worker
+    derive_seed(seed, "holdout" | "probe order" | "probe init")   the linear probe
+
+Keys are hashed as a tuple, never added: seed 0's epoch 1 is not seed 1's epoch 0, two
+streams of one key never share a seed, and a stream is the same wherever it is drawn.
+So a resumed run, a run with more workers and a run on more processes see the same clips.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import sys
 
 import numpy as np
 import torch
 
+_INT, _STR = 0, 1  # type tags: an int key and a name never encode alike
 
-def derive_seed(*keys: int) -> int:
-    """A 63-bit seed that depends on every key (order matters), via numpy's SeedSequence."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 1)
+
+def _words(key: int | str) -> list[int]:
+    """A key as three 32-bit words: its type tag, then 64 bits (an int modulo 2**64, a
+    name's sha256)."""
+    if isinstance(key, str):
+        tag, value = _STR, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+    else:
+        tag, value = _INT, int(key) % 2**64
+    return [tag, value & 0xFFFFFFFF, value >> 32]
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A 63-bit seed that depends on ``seed`` and every key, in order (numpy's SeedSequence
+    over the keys' words, led by their count, so a shorter tuple is no prefix of a longer)."""
+    words = [1 + len(keys)]
+    for key in (seed, *keys):
+        words += _words(key)
+    return int(np.random.SeedSequence(words).generate_state(2, np.uint64)[0] >> 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -36,7 +64,7 @@ def seed_worker(worker_id: int) -> None:
     """
     base = torch.initial_seed()
     random.seed(base)
-    np.random.seed(derive_seed(base, worker_id) % 2**32)
+    np.random.seed(derive_seed(base, "worker", worker_id) % 2**32)
 
 
 def get_rng_state() -> dict:
@@ -65,8 +93,21 @@ def set_rng_state(state: dict) -> None:
                          "state": {"key": n["key"].cpu().numpy().astype(np.uint32), "pos": int(n["pos"])},
                          "has_gauss": int(n["has_gauss"]), "gauss": float(n["gauss"])})
     torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    _set_cuda_states(state.get("cuda") or [])
+
+
+def _set_cuda_states(saved: list) -> None:
+    """Restore the CUDA generators of the devices this process sees, one per saved state.
+
+    A process may see fewer devices than the one that saved (8 GPUs resumed with
+    ``CUDA_VISIBLE_DEVICES=0``, or 1 x 8 resumed as 2 x 4): the extra states are left
+    out with a note (pretraining never draws from the CUDA generators)."""
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device, cuda_state in enumerate(saved[:visible]):
+        torch.cuda.set_rng_state(cuda_state.cpu(), device)
+    if len(saved) > visible:
+        print(f"mlfo: the checkpoint holds the CUDA generator states of {len(saved)} device(s), this process "
+              f"sees {visible}: restored {min(visible, len(saved))}, the rest left out", file=sys.stderr)
 
 
 def _tuples(value):

@@ -97,3 +97,26 @@ def test_sliding_windows():
     assert windows == [list(range(0, 16, 2)), list(range(16, 32, 2))]
     with pytest.raises(MLFOError):
         sliding_window_starts(40, 16, 0)
+
+
+def test_the_minimum_frames_rule_is_one_rule():
+    """The sampler, the training dataset, the method and `mlfo data scan` agree: more than 2T."""
+    import argparse
+
+    from mlfo.commands import data as data_command
+    from mlfo.config import load_config
+    from mlfo.data.datasets import ThreeClipDataset
+    from mlfo.data.sampling import mlfo_min_frames
+    from mlfo.method import MLFOMethod
+
+    for t in (4, 16):
+        rng = np.random.default_rng(0)
+        with pytest.raises(MLFOError, match="video too short"):
+            sample_mlfo_indices(mlfo_min_frames(t), t, 2.0, rng)
+        assert len(sample_mlfo_indices(mlfo_min_frames(t) + 1, t, 2.0, rng)[2]) == t
+        assert ThreeClipDataset([], clip_len=t, crop_size=8).min_frames == mlfo_min_frames(t) == 2 * t
+    cfg = load_config("demo_cpu", ["data.clip_len=8"])
+    assert MLFOMethod.min_frames.fget(argparse.Namespace(cfg=cfg)) == mlfo_min_frames(8)
+    parser = argparse.ArgumentParser()
+    data_command.register(parser.add_subparsers())
+    assert parser.parse_args(["data", "scan", "x"]).min_frames == mlfo_min_frames(16)

@@ -78,3 +78,67 @@ def test_finetune_names_test_classes_without_train_videos(tmp_path, capsys):
         capsys.readouterr().out
     card = json.loads((tmp_path / "ft" / "finetune.card.json").read_text())
     assert card["caveats"]["default"]["test_classes_absent_from_train"]["classes"] == ["ring"]
+
+
+def _same_named_layout(tmp_path) -> tuple[list, list, list]:
+    """videos/{train,test}/<class>/clip_000.mp4: different clips of one name in each part,
+    plus a true copy of a train clip in a third folder; their probed records."""
+    from mlfo.data.demo import generate_demo_dataset
+    from mlfo.data.sources import load_index
+
+    parts = {}
+    for part, seed in (("train", 0), ("test", 1)):
+        data = generate_demo_dataset(tmp_path / f"gen_{part}", seed=seed, videos_per_class=2, num_frames=20,
+                                     height=32, width=32, workers=1, classes=["move_up", "ring"])
+        for video in sorted((data / "videos").glob("*_000.mp4")):
+            target = tmp_path / "videos" / part / video.stem.rsplit("_", 1)[0] / "clip_000.mp4"
+            target.parent.mkdir(parents=True)
+            target.write_bytes(video.read_bytes())
+        parts[part] = load_index(tmp_path / "videos" / part, fmt="folder", cache=False, progress=False).records
+    copy = tmp_path / "copies" / "move_up" / "clip_000.mp4"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(Path(next(r.path for r in parts["train"] if "move_up" in r.path)).read_bytes())
+    copies = load_index(tmp_path / "copies", fmt="folder", cache=False, progress=False).records
+    return parts["train"], parts["test"], copies
+
+
+def test_same_named_different_clips_are_not_seen_in_pretraining(tmp_path):
+    train, test, copies = _same_named_layout(tmp_path)
+    assert [Path(r.path).name for r in train] == [Path(r.path).name for r in test] == ["clip_000.mp4"] * 2
+    digests = provenance.video_digests(train)
+    assert provenance.by_identity(digests) and len(digests) == len(train) + 1
+    overlap = provenance.overlap_summary(digests, test)
+    assert overlap["videos"] == 0 and overlap["of"] == 2 and overlap["matched"] == provenance.MATCHED
+    found = provenance.overlap_summary(digests, copies)  # a true copy, in another folder
+    assert found["videos"] == 1 and found["examples"] == [copies[0].path]
+    # Through the safetensors header, as extraction reads it.
+    assert provenance.seen_in(provenance.from_text(provenance.to_text(digests)), train + test) == [0, 1]
+
+
+def test_name_only_sets_of_older_encoders_match_by_name_and_say_so(tmp_path):
+    from mlfo.eval.labels import LabelNotes, notes_line
+
+    train, test, _ = _same_named_layout(tmp_path)
+    old = provenance.name_digests(r.path for r in train)  # what earlier mlfo versions recorded
+    assert not provenance.by_identity(old)
+    overlap = provenance.overlap_summary(old, test)
+    assert overlap["videos"] == 2 and overlap["digest"] == provenance.NAME_DIGEST
+    line = notes_line("feats", LabelNotes(pretraining_overlap=overlap))
+    assert "2 of 2 test videos were among the encoder's pretraining videos (matched by file name only" in line
+    assert "different videos of one name count as seen" in line
+
+
+def test_frame_folders_are_matched_by_name_frames_and_their_end_files(tmp_path):
+    from mlfo.data.sources.records import VideoRecord
+
+    def folder(part: str, sizes: list[int]) -> VideoRecord:
+        path = tmp_path / part / "v_Biking_g01_c01"
+        path.mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            (path / f"image_{i + 1:05d}.png").write_bytes(b"x" * size)
+        return VideoRecord(str(path), num_frames=len(sizes), fps=25.0, width=8, height=8)
+
+    train = folder("train", [10, 11, 12])
+    digests = provenance.video_digests([train])
+    assert provenance.seen_in(digests, [folder("test", [10, 13, 14])]) == []  # same name, other frames
+    assert provenance.seen_in(digests, [folder("copy", [10, 11, 12])]) == [0]

@@ -120,11 +120,13 @@ def test_classes_are_matched_by_name_and_test_classes_without_train_are_named(tm
 
 def test_test_videos_seen_in_pretraining_are_counted(tmp_path, capsys):
     from mlfo.data.provenance import name_digests, overlap_summary
+    from mlfo.data.sources.records import VideoRecord
 
     train = feature_set(tmp_path / "train", CLASSES, CLASSES, 4, seed=0)
     probe = feature_set(tmp_path / "probe", CLASSES, CLASSES, 2, seed=1)
     paths = [line.split(",")[0] for line in (probe / "index.csv").read_text().splitlines()[1:]]
-    seen = overlap_summary(name_digests(paths[:4]), paths)  # what extraction records
+    records = [VideoRecord(p, num_frames=10, fps=25.0, width=32, height=32) for p in paths]
+    seen = overlap_summary(name_digests(paths[:4]), records)  # what extraction records (names only)
     test = feature_set(tmp_path / "test", CLASSES, CLASSES, 2, seed=1, protocol={"pretraining_overlap": seen})
     assert run("eval", "knn", "--train", train, "--test", test, "--k", "3", "--no-plots") == 0
     assert "4 of 6 test videos were among the encoder's pretraining videos" in capsys.readouterr().out

@@ -175,13 +175,6 @@ def test_queue_changes_codes_and_is_in_the_state_dict():
     fresh_total, _ = MLFOObjective(objective_config(), num_prototypes=7)(model(second), EPOCH)
     assert fresh_total.item() != pytest.approx(with_queue.item(), rel=1e-9)
 
-    # without the global embedding in the output the queue stores the scores
-    out = model(first)
-    del out.global_embedding
-    scores_queue = MLFOObjective(objective_config(), num_prototypes=7)
-    scores_queue(out, EPOCH)
-    assert scores_queue.queue.valid().shape == (2, 8, 7)
-
 
 def test_config_validation_names_the_key():
     for key, value in [("tau", 0.0), ("proto_tau", -1.0), ("sinkhorn_iters", 0),

@@ -107,3 +107,13 @@ def test_channels_last_3d_gives_the_same_features(name):
     got = backbone.forward_levels(x.contiguous(memory_format=torch.channels_last_3d))
     for level in expected:
         torch.testing.assert_close(got[level], expected[level], rtol=1e-4, atol=1e-5)
+
+
+def test_arch_kwargs_is_the_one_reading_of_a_saved_arch():
+    from mlfo.models import arch_kwargs
+
+    net = build_backbone("r3d_small", widths=[8, 16, 16, 32], num_classes=5)
+    saved = {**net.arch, "extra": "ignored"}
+    assert build_backbone(**arch_kwargs(saved)).arch == net.arch
+    assert arch_kwargs(saved, classifier=False) == {k: net.arch[k] for k in ("name", "stem", "widths")}
+    assert arch_kwargs("r3d_18") == {"name": "r3d_18"}

@@ -177,7 +177,8 @@ def test_export_and_load_encoder_round_trip(reference_run, tiny_data, tmp_path, 
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from mlfo.data.provenance import from_text, name_digests
+    from mlfo.data.provenance import from_text, video_digests
+    from mlfo.data.sources import load_index
 
     ckpt = reference_run / "last.pt"
     exported = tmp_path / "encoder.safetensors"
@@ -193,11 +194,12 @@ def test_export_and_load_encoder_round_trip(reference_run, tiny_data, tmp_path, 
     assert set(tensors) == {k[len("model.backbone."):] for k in trained["method"] if k.startswith("model.backbone.")}
     for key, value in tensors.items():
         assert torch.equal(value, trained["method"][f"model.backbone.{key}"]), key
-    # The pretraining videos travel with the encoder: 22 training videos' name digests.
+    # The pretraining videos travel with the encoder: 22 training videos' identities.
     np.testing.assert_array_equal(from_text(meta["trained_on"]), trained["trained_on"].numpy())
     rows = tiny_data.read_text().splitlines()[1:]
-    np.testing.assert_array_equal(trained["trained_on"].numpy(), name_digests(r.split(",")[0] for r in rows))
-    assert len(rows) == 22
+    records = load_index(tiny_data, progress=False).records
+    np.testing.assert_array_equal(trained["trained_on"].numpy(), video_digests(records))
+    assert len(rows) == len(records) == 22 and len(trained["trained_on"]) == 22 + 1  # + the identity marker
     # A plain tensor .pt (a bare torchvision state dict) loads too, its architecture inferred.
     plain = tmp_path / "plain.pt"
     torch.save(tensors, plain)

@@ -157,7 +157,7 @@ def test_prepare_colours_each_video_with_its_own_key_in_one_batched_call(tiny_da
     out = method.prepare(batch, 2, torch.device("cpu"))  # (3 clips, B, 3, T, S, S)
     per_video = []
     for video, index in zip(batch["clips"], batch["index"].tolist()):
-        g = torch.Generator().manual_seed(derive_seed(method.cfg.train.seed, 0xC0102, 2, index))
+        g = torch.Generator().manual_seed(derive_seed(method.cfg.train.seed, "colour", 2, index))
         per_video.append(method.color(video, generator=g))
     assert torch.equal(out, torch.stack(per_video).transpose(0, 1))
     assert not torch.equal(out, method.prepare(batch, 3, torch.device("cpu")))  # keyed by the epoch too

@@ -134,18 +134,7 @@ def generate_demo_dataset(
     ``progress(done, total)`` is called after each video.
     """
     classes = tuple(classes) if classes is not None else CLASS_NAMES
-    unknown = [c for c in classes if c not in CLASS_NAMES]
-    if unknown:
-        raise MLFOError(f"classes: unknown demo class {unknown[0]!r} (choose from {', '.join(CLASS_NAMES)})")
-    if videos_per_class < 2:
-        raise MLFOError(f"videos_per_class: need at least 2 (one train, one test), got {videos_per_class}")
-    if height % 2 or width % 2 or min(height, width) < 16:
-        raise MLFOError(f"frame size: height and width must be even and at least 16, got {height}x{width}")
-    if num_frames < 2:
-        raise MLFOError(f"num_frames: need at least 2, got {num_frames}")
-    if not 0 < train_fraction < 1:
-        raise MLFOError(f"train_fraction: must be between 0 and 1, got {train_fraction}")
-
+    _check_settings(classes, videos_per_class, num_frames, height, width, train_fraction)
     out = Path(out_dir)
     params = _params(seed, videos_per_class, num_frames, height, width, fps, crf, train_fraction, classes)
     if not overwrite and _is_complete(out, params):
@@ -160,20 +149,43 @@ def generate_demo_dataset(
         for name in classes
         for i in range(videos_per_class)
     ]
+    elapsed = _write_videos(jobs, workers, progress)
+    n_train = min(videos_per_class - 1, max(1, round(train_fraction * videos_per_class)))
+    _write_lists(out, jobs, n_train, params, elapsed)
+    return out
+
+
+def _check_settings(classes, videos_per_class, num_frames, height, width, train_fraction) -> None:
+    unknown = [c for c in classes if c not in CLASS_NAMES]
+    if unknown:
+        raise MLFOError(f"classes: unknown demo class {unknown[0]!r} (choose from {', '.join(CLASS_NAMES)})")
+    if videos_per_class < 2:
+        raise MLFOError(f"videos_per_class: need at least 2 (one train, one test), got {videos_per_class}")
+    if height % 2 or width % 2 or min(height, width) < 16:
+        raise MLFOError(f"frame size: height and width must be even and at least 16, got {height}x{width}")
+    if num_frames < 2:
+        raise MLFOError(f"num_frames: need at least 2, got {num_frames}")
+    if not 0 < train_fraction < 1:
+        raise MLFOError(f"train_fraction: must be between 0 and 1, got {train_fraction}")
+
+
+def _write_videos(jobs: list[_Job], workers: int | None, progress) -> float:
+    """Render and encode every video (one process per CPU by default); returns the seconds."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     start = time.perf_counter()
     if workers == 1:
-        results = map(_write_one, jobs)
-        _consume(results, len(jobs), progress)
+        _consume(map(_write_one, jobs), len(jobs), progress)
     else:
         # fork: workers only need numpy and PyAV, and start instantly.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
         with multiprocessing.get_context(method).Pool(workers) as pool:
             _consume(pool.imap(_write_one, jobs, chunksize=4), len(jobs), progress)
-    elapsed = time.perf_counter() - start
+    return time.perf_counter() - start
 
-    n_train = min(videos_per_class - 1, max(1, round(train_fraction * videos_per_class)))
-    rows = [(job.relpath, num_frames, job.class_name, job.index < n_train) for job in jobs]
+
+def _write_lists(out: Path, jobs: list[_Job], n_train: int, params: dict, elapsed: float) -> None:
+    """all.csv, train.csv (the first ``n_train`` videos of each class), test.csv, classes.json."""
+    rows = [(job.relpath, params["num_frames"], job.class_name, job.index < n_train) for job in jobs]
     for name, keep in (("all", lambda r: True), ("train", lambda r: r[3]), ("test", lambda r: not r[3])):
         with open(out / f"{name}.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -181,12 +193,11 @@ def generate_demo_dataset(
             writer.writerows(r[:3] for r in rows if keep(r))
     by_name = {c.name: c for c in CLASSES}
     meta = {
-        "classes": [asdict(by_name[name]) for name in classes],
+        "classes": [asdict(by_name[name]) for name in params["classes"]],
         "params": params,
         "generation_seconds": round(elapsed, 2),
     }
     (out / "classes.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return out
 
 
 def _consume(results, total: int, progress) -> None:

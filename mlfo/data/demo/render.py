@@ -153,41 +153,9 @@ def _make_scene(cls: DemoClass, rng: np.random.Generator, pool: TexturePool, num
     else:
         shapes = [POOL_SHAPES[i] for i in rng.integers(0, len(POOL_SHAPES), size=num_objects)]
     starts = rng.uniform([0, 0], [height, width], size=(num_objects, 2))
-    zoom = np.ones(num_frames)
     angles = np.zeros((num_objects, num_frames)) + rng.uniform(0, 2 * np.pi, size=(num_objects, 1))
     speed_jitter = rng.uniform(0.85, 1.15, size=(num_objects, 1))
-    positions: np.ndarray  # (K, F, 2)
-
-    def drift(direction_deg: float, speed: float) -> np.ndarray:
-        d = np.deg2rad(direction_deg)
-        velocity = speed * np.array([-np.sin(d), np.cos(d)])  # 90 deg = up (y grows downward)
-        return _wrap(starts[:, None, :] + speed_jitter[..., None] * velocity * t[None, :, None], height, width, margin)
-
-    name = cls.name
-    if name in ("move_up", "move_down", "move_sideways"):
-        base = {"move_up": 90.0, "move_down": 270.0, "move_sideways": float(rng.choice([0.0, 180.0]))}[name]
-        positions = drift(base + rng.uniform(-20, 20), rng.uniform(0.6, 2.2))
-    elif name in ("zoom_in", "zoom_out"):
-        rate = rng.uniform(0.012, 0.028) * (1 if name == "zoom_in" else -1)
-        zoom = np.exp(rate * (t - (num_frames - 1) / 2))
-        positions = drift(rng.uniform(0, 360), rng.uniform(0.0, 0.3))
-    elif name == "rotate":
-        spin = np.deg2rad(rng.uniform(2.5, 7.0)) * rng.choice([-1.0, 1.0])
-        angles = angles + spin * speed_jitter * t[None, :]
-        positions = drift(rng.uniform(0, 360), rng.uniform(0.0, 0.3))
-    elif name in ("fall", "fall_reversed"):  # reversed: rendered as "fall", frames flipped later
-        gravity = rng.uniform(0.06, 0.16) * speed_jitter[:, 0]  # px / frame^2
-        period = np.sqrt(2 * (height + 2 * margin) / gravity)  # frames from top to bottom
-        phase = rng.uniform(0, 1, size=num_objects) * period
-        tau = np.mod(t[None, :] + phase[:, None], period[:, None])
-        y = -margin + 0.5 * gravity[:, None] * tau**2
-        x = np.broadcast_to(starts[:, 1:2], y.shape)
-        positions = np.stack([y, x], axis=-1)
-    else:  # appearance classes: generic slow drift and spin in any direction
-        spin = np.deg2rad(rng.uniform(-3.0, 3.0))
-        angles = angles + spin * t[None, :]
-        positions = drift(rng.uniform(0, 360), rng.uniform(0.2, 1.2))
-
+    positions, angles, zoom = _motion(cls.name, rng, t, starts, speed_jitter, angles, (height, width), margin)
     objects = [
         _Object(
             shape=shapes[k],
@@ -206,6 +174,45 @@ def _make_scene(cls: DemoClass, rng: np.random.Generator, pool: TexturePool, num
         zoom_centre=np.array([height, width]) / 2 + rng.uniform(-0.15, 0.15, size=2) * size,
         objects=objects,
     )
+
+
+def _motion(name: str, rng: np.random.Generator, t: np.ndarray, starts: np.ndarray, speed_jitter: np.ndarray,
+            angles: np.ndarray, frame: tuple[int, int], margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A class's motion: positions (K, F, 2), angles (K, F) and camera zoom (F,). The draws
+    from ``rng`` keep their order (the demo data is pinned byte for byte)."""
+    height, width = frame
+    num_frames = len(t)
+    zoom = np.ones(num_frames)
+
+    def drift(direction_deg: float, speed: float) -> np.ndarray:
+        d = np.deg2rad(direction_deg)
+        velocity = speed * np.array([-np.sin(d), np.cos(d)])  # 90 deg = up (y grows downward)
+        return _wrap(starts[:, None, :] + speed_jitter[..., None] * velocity * t[None, :, None], height, width, margin)
+
+    if name in ("move_up", "move_down", "move_sideways"):
+        base = {"move_up": 90.0, "move_down": 270.0, "move_sideways": float(rng.choice([0.0, 180.0]))}[name]
+        positions = drift(base + rng.uniform(-20, 20), rng.uniform(0.6, 2.2))
+    elif name in ("zoom_in", "zoom_out"):
+        rate = rng.uniform(0.012, 0.028) * (1 if name == "zoom_in" else -1)
+        zoom = np.exp(rate * (t - (num_frames - 1) / 2))
+        positions = drift(rng.uniform(0, 360), rng.uniform(0.0, 0.3))
+    elif name == "rotate":
+        spin = np.deg2rad(rng.uniform(2.5, 7.0)) * rng.choice([-1.0, 1.0])
+        angles = angles + spin * speed_jitter * t[None, :]
+        positions = drift(rng.uniform(0, 360), rng.uniform(0.0, 0.3))
+    elif name in ("fall", "fall_reversed"):  # reversed: rendered as "fall", frames flipped later
+        gravity = rng.uniform(0.06, 0.16) * speed_jitter[:, 0]  # px / frame^2
+        period = np.sqrt(2 * (height + 2 * margin) / gravity)  # frames from top to bottom
+        phase = rng.uniform(0, 1, size=len(starts)) * period
+        tau = np.mod(t[None, :] + phase[:, None], period[:, None])
+        y = -margin + 0.5 * gravity[:, None] * tau**2
+        x = np.broadcast_to(starts[:, 1:2], y.shape)
+        positions = np.stack([y, x], axis=-1)
+    else:  # appearance classes: generic slow drift and spin in any direction
+        spin = np.deg2rad(rng.uniform(-3.0, 3.0))
+        angles = angles + spin * t[None, :]
+        positions = drift(rng.uniform(0, 360), rng.uniform(0.2, 1.2))
+    return positions, angles, zoom
 
 
 def _render(scene: _Scene, pool: TexturePool, num_frames: int, height: int, width: int) -> np.ndarray:

@@ -116,7 +116,7 @@ def _write_back(cache_path: Path, cached: dict, records: list, keys: dict, probe
     return index_cache.write_cache(cache_path, unique + others, {**keys, **other_keys})
 
 
-def summarize(index: VideoIndex, min_frames: int = 32) -> str:
+def summarize(index: VideoIndex, min_frames: int) -> str:
     """A human summary: counts per status, classes, frame statistics, every problem file."""
     records = index.records
     lines = [f"source: {index.source}", f"videos: {len(records)}"]

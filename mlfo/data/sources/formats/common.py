@@ -20,15 +20,24 @@ def resolve_video(root: Path, rel: str) -> str:
     return os.path.normpath(candidates[0])
 
 
-def classes_json(folder: Path) -> list[str] | None:
-    file = folder / "classes.json"
-    if not file.is_file():
-        return None
+def read_classes_json(file: Path) -> tuple[list[str], dict[str, str]]:
+    """THE classes.json reader: ``{"classes": [name | {"name", "group"}, ...]}`` -> the class
+    names in label order and class -> group (the demo data's motion / appearance groups)."""
     try:
         entries = json.loads(file.read_text())["classes"]
-        return [e["name"] if isinstance(e, dict) else str(e) for e in entries]
-    except (ValueError, KeyError, TypeError):
-        raise MLFOError(f"{file}: not a classes.json with a 'classes' list") from None
+        names = [e["name"] if isinstance(e, dict) else str(e) for e in entries]
+        groups = {e["name"]: e["group"] for e in entries if isinstance(e, dict) and e.get("group")}
+        if not isinstance(entries, list) or not all(isinstance(n, str) for n in [*names, *groups.values()]):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise MLFOError(f"{file}: not a classes.json with a 'classes' list of names or {{name, group}}") from None
+    return names, groups
+
+
+def classes_json(folder: Path) -> list[str] | None:
+    """The class names of ``folder/classes.json``, or None when there is none."""
+    file = folder / "classes.json"
+    return read_classes_json(file)[0] if file.is_file() else None
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
