@@ -39,11 +39,16 @@ def test_channels_last_reaches_the_first_convolution(tiny_data, tmp_path, channe
 
 
 def test_channels_last_keeps_the_losses(tiny_data, tmp_path):
+    """The first step's losses (same weights, same batch) agree across layouts. Later steps
+    are not compared: the layouts' features differ by ~1e-5, Adam's first update normalises
+    tiny gradients to full-size steps, and the runs then drift apart by chance (on fc58c14
+    three steps agreed at seed 0 and differed by 6e-4 and 3.5e-3 at seeds 1 and 2)."""
     runs = {}
     for flag in ("true", "false"):
         out = tmp_path / flag
-        pretrain(tiny_config(tiny_data, out, **{"train.channels_last": flag, "train.max_steps": 3}))
-        runs[flag] = [r["loss/total"] for r in read_metrics(out)]
+        pretrain(tiny_config(tiny_data, out, **{"train.channels_last": flag, "train.max_steps": 1}))
+        runs[flag] = [r[k] for r in read_metrics(out) for k in sorted(r) if k.startswith("loss/")]
+    assert runs["true"] and len(runs["true"]) == len(runs["false"])
     np.testing.assert_allclose(runs["true"], runs["false"], rtol=1e-4)
 
 
