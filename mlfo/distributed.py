@@ -204,9 +204,19 @@ def all_gather_objects(ctx: DistContext, obj) -> list:
     return out
 
 
+def host_values(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Numbers of the host as a tensor on ``device`` without making the host wait: on a
+    GPU a pinned copy queued on the stream (``torch.tensor(..., device=cuda)`` copies from
+    pageable memory, which synchronises the stream first)."""
+    t = torch.tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def all_reduce_min(ctx: DistContext, value: int) -> int:
     if not (ctx.distributed and dist.is_initialized()):
         return value
-    t = torch.tensor([value], dtype=torch.int64, device=ctx.device)
+    t = host_values([value], torch.int64, ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())

@@ -246,7 +246,7 @@ class MLFOObjective(nn.Module):
             if memory is not None:
                 n_memory = memory["labels"].shape[0]
                 terms["graph/neighbours_memory"] = (target[:, target.shape[1] - n_memory:] > 0).sum(dim=1).float().mean()
-                terms["graph/memory_size"] = target.new_tensor(float(n_memory))
+                terms["graph/memory_size"] = target.new_full((), float(n_memory))  # a fill: no host copy
                 self._push_graph_memory(out, codes)
 
         if not weighted:
@@ -301,7 +301,7 @@ class MLFOObjective(nn.Module):
         entries = embedding[:2] if store_embeddings else scores[:2]  # (2, b, D)
 
         use_queue = self.queue_active(epoch)
-        if use_queue and self.queue.count > 0 and self.queue.embeddings.shape[-1] != entries.shape[-1]:
+        if use_queue and self.queue.filled > 0 and self.queue.embeddings.shape[-1] != entries.shape[-1]:
             self.queue.reset()  # the queue held the other kind of entry (scores vs embeddings)
         queued = self.queue.valid() if use_queue else None  # (2, Q, D)
         codes = []

@@ -32,7 +32,7 @@ from torch import nn
 from mlfo.config import Config, diff_configs, save_config, to_dict
 from mlfo.data.loading import ResumableDistributedSampler, SkipBound, SkipLog, batch_size_of, build_loader
 from mlfo.data.provenance import name_digests
-from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier
+from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier, host_values
 from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train import finite
@@ -263,7 +263,7 @@ class Trainer:
         if not self.ctx.distributed:
             return loss, logs, failed
         names = list(logs)
-        values = torch.tensor([loss, *(logs[k] for k in names), failed], dtype=torch.float64, device=self.device)
+        values = host_values([loss, *(logs[k] for k in names), failed], torch.float64, self.device)
         dist.all_reduce(values)
         values = values.tolist()
         means = [v / self.ctx.world_size for v in values[:-1]]
@@ -285,7 +285,8 @@ class Trainer:
         with autocast:
             total, logs = forward(x, epoch)
         logs = {k: f for k, v in logs.items() if (f := _plain_float(v)) is not None}
-        loss, logs, failed = self._global_mean(float(total.detach()), logs, len(batch["skipped"]))
+        loss = logs["loss/total"] if "loss/total" in logs else float(total.detach())  # read once
+        loss, logs, failed = self._global_mean(loss, logs, len(batch["skipped"]))
         self.skip_bound.add(epoch, failed)
         if not math.isfinite(loss):
             bad = [k for k, v in logs.items() if not math.isfinite(v) and k != "loss/total"]
