@@ -165,7 +165,9 @@ class MLFOModel(nn.Module):
 
         The scores are Sinkhorn's input, and the objective runs in float32: under bf16
         autocast they would be rounded to 8 bits of mantissa (codes 0.5 % off). So the
-        embedding is normalised and scored in float32 with autocast off."""
-        embedding = _normalize(self.global_head(high.mean(dim=2)).float())
+        embedding is normalised and scored in (at least) float32 with autocast off."""
+        embedding = self.global_head(high.mean(dim=2))
+        dtype = torch.promote_types(embedding.dtype, torch.float32)  # float64 stays float64
+        embedding = _normalize(embedding.to(dtype))
         with torch.autocast(high.device.type, enabled=False):
-            return embedding, F.linear(embedding, self.prototypes.weight.float())
+            return embedding, F.linear(embedding, self.prototypes.weight.to(dtype))
