@@ -254,16 +254,17 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------
 
-    def _global_mean(self, loss: float, logs: dict[str, float], failed: int) -> tuple[float, dict[str, float], int]:
+    def _global_mean(self, total: torch.Tensor, logs: dict[str, float], failed: int) -> tuple[float, dict[str, float], int]:
         """Loss and logs averaged over the global batch (each rank's values are means over
         its local anchors, and every rank holds the same number: constant shapes), and the
-        videos that failed to decode in this step on all ranks, in one all-reduce. Every
-        rank gets the same values, so a non-finite loss or too many failed videos stop
-        every rank at the same step."""
+        videos that failed to decode in this step on all ranks, in one all-reduce and one
+        host read. Every rank gets the same values, so a non-finite loss or too many
+        failed videos stop every rank at the same step."""
         if not self.ctx.distributed:
-            return loss, logs, failed
+            return float(total.detach()), logs, failed
         names = list(logs)
-        values = host_values([loss, *(logs[k] for k in names), failed], torch.float64, self.device)
+        values = torch.cat([total.detach().reshape(1).to(torch.float64),
+                            host_values([*(logs[k] for k in names), failed], torch.float64, self.device)])
         dist.all_reduce(values)
         values = values.tolist()
         means = [v / self.ctx.world_size for v in values[:-1]]
@@ -285,8 +286,7 @@ class Trainer:
         with autocast:
             total, logs = forward(x, epoch)
         logs = {k: f for k, v in logs.items() if (f := _plain_float(v)) is not None}
-        loss = logs["loss/total"] if "loss/total" in logs else float(total.detach())  # read once
-        loss, logs, failed = self._global_mean(loss, logs, len(batch["skipped"]))
+        loss, logs, failed = self._global_mean(total, logs, len(batch["skipped"]))
         self.skip_bound.add(epoch, failed)
         if not math.isfinite(loss):
             bad = [k for k, v in logs.items() if not math.isfinite(v) and k != "loss/total"]

@@ -82,3 +82,21 @@ def test_a_crop_larger_than_memory_is_not_a_skipped_video(tiny_data, tmp_path):
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "allocate" in proc.stderr  # stopped with its traceback
     assert "skipped unreadable video" not in proc.stderr and not (out / "last.pt").exists()
+
+
+def test_a_run_with_replaced_videos_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+    """The replacement is drawn from (epoch, failed index, attempt): a run stopped after 3
+    steps and resumed trains on what an uninterrupted run trained on, step for step."""
+    videos = sorted(p.name for p in (tiny_data.parent / "videos").glob("*.mp4"))
+    _failing(monkeypatch, set(videos[::7]))  # 4 of 22
+    settings = {"train.epochs": 2, "data.max_skipped_share": 0.5}
+    whole = tmp_path / "whole"
+    pretrain(tiny_config(tiny_data, whole, **settings))
+    parts = tmp_path / "parts"
+    pretrain(tiny_config(tiny_data, parts, **settings, **{"train.max_steps": 3}))
+    result = pretrain(tiny_config(tiny_data, parts, **settings), resume="auto")
+    assert result.global_step == 10 and result.skipped_videos
+    expected, got = read_metrics(whole), read_metrics(parts)
+    assert [r["step"] for r in got] == list(range(1, 11))
+    for key in ("loss/total", "loss/proto", "loss/graph_high"):
+        assert [r.get(key) for r in got] == pytest.approx([r.get(key) for r in expected], rel=1e-6, abs=1e-7), key
