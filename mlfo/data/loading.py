@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mlfo.data.datasets import item_key
 from mlfo.errors import MLFOError, VideoDecodeError
+from mlfo.train.seeding import derive_seed
 
 # What a bad video file raises (the readers wrap FFmpeg's errors; one may still escape).
 SKIPPABLE = (VideoDecodeError, av.FFmpegError)
@@ -83,9 +84,9 @@ class ShardReplacement:
         lane = int(position[index]) % self.num_replicas
         shard = order[lane : self.total : self.num_replicas]
         others = shard[shard != index]
-        if len(others) == 0:
-            raise MLFOError(f"item {index}: no other video in its shard to replace it")
-        rng = np.random.default_rng([self.seed, _REPLACE_STREAM, epoch, index, attempt])
+        if len(others) == 0:  # a shard of one video: it fails again, and the run stops
+            others = shard
+        rng = np.random.default_rng(derive_seed(self.seed, _REPLACE_STREAM, epoch, index, attempt))
         return int(others[rng.integers(len(others))])
 
 
