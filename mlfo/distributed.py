@@ -9,13 +9,17 @@ The MLFO losses contrast every local clip against the *global* batch (all proces
 They take a ``gather`` callable; the default, :func:`all_gather_with_grad`, concatenates
 every process's rows along dim 0 and lets gradients reach the local rows from every
 process's loss. Nothing here assumes a process count, a device or a backend: it works
-with gloo (CPU) and nccl alike, and with processes holding different numbers of rows
-(the training collate drops videos that fail to decode, so local batches can differ).
+with gloo (CPU) and nccl alike.
+
+Constant shapes: every process holds the same number of rows at every step (the
+training loader replaces a video that fails to decode, ``mlfo.data.loading``), so a
+gather is one ``all_gather`` of equal tensors and this process's rows start at
+``rank x rows``: no row counts are exchanged and nothing is read back to the host.
 
 Gradient convention: each process's loss is the mean over its *local* anchors and the
 backward of the gather sums the gradients of every process for the local rows. DDP then
 averages parameter gradients over processes, which gives exactly the gradient of one
-process computing the mean loss over the global batch (for equal local batch sizes).
+process computing the mean loss over the global batch.
 """
 
 from __future__ import annotations
@@ -43,31 +47,16 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
-def local_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
-    """Number of rows every process holds, in rank order ([n] in a single process)."""
-    if not is_distributed() or world_size() == 1:
-        return [n]
-    size = torch.tensor([n], dtype=torch.long, device=device)
-    sizes = [torch.zeros_like(size) for _ in range(world_size())]
-    dist.all_gather(sizes, size)
-    return [int(s.item()) for s in sizes]
+def local_offset(n: int) -> int:
+    """Index of this process's first row in a gathered tensor of ``n`` rows per process."""
+    return rank() * n
 
 
-def local_offset(n: int, device: torch.device | str = "cpu") -> int:
-    """Index of this process's first row in a gathered tensor (0 in a single process)."""
-    return sum(local_sizes(n, device)[: rank()])
-
-
-def _gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """all_gather of tensors whose dim 0 may differ per process: pad to the max, strip."""
-    longest = max(sizes)
-    padded = x
-    if x.shape[0] < longest:
-        pad = x.new_zeros((longest - x.shape[0], *x.shape[1:]))
-        padded = torch.cat([x, pad], dim=0)
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[:size] for part, size in zip(parts, sizes)], dim=0)
+def _gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """(n, ...) on every process -> (world x n, ...) in rank order: one all_gather."""
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -76,10 +65,9 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        sizes = local_sizes(x.shape[0], x.device)
-        offset = sum(sizes[: rank()])
+        offset = local_offset(x.shape[0])
         ctx.local_rows = (offset, offset + x.shape[0])
-        return _gather_rows(x, sizes)
+        return _gather_rows(x)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
@@ -104,7 +92,7 @@ def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     """(n_local, ...) -> (n_global, ...) in rank order, detached (targets, codes, queues)."""
     if not is_distributed() or world_size() == 1:
         return x.detach()
-    return _gather_rows(x.detach(), local_sizes(x.shape[0], x.device))
+    return _gather_rows(x.detach())
 
 
 def local_only(x: torch.Tensor) -> torch.Tensor:
@@ -116,13 +104,13 @@ def gather_global(x: torch.Tensor, gather=all_gather_with_grad) -> tuple[torch.T
     """``gather(x)`` and the index of this process's first row in it.
 
     When the gather returns only the local rows (single process, or ``local_only``) the
-    offset is 0 without any communication; otherwise it is found from every process's
-    row count (one small collective).
+    offset is 0; otherwise every process holds ``x.shape[0]`` rows (constant shapes) and
+    the offset is ``rank x rows``. Either way nothing is communicated for it.
     """
     x_global = gather(x)
     if x_global.shape[0] == x.shape[0]:
         return x_global, 0
-    return x_global, local_offset(x.shape[0], x.device)
+    return x_global, local_offset(x.shape[0])
 
 
 # ----------------------------------------------------------------- the process group
@@ -216,9 +204,19 @@ def all_gather_objects(ctx: DistContext, obj) -> list:
     return out
 
 
+def host_values(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Numbers of the host as a tensor on ``device`` without making the host wait: on a
+    GPU a pinned copy queued on the stream (``torch.tensor(..., device=cuda)`` copies from
+    pageable memory, which synchronises the stream first)."""
+    t = torch.tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def all_reduce_min(ctx: DistContext, value: int) -> int:
     if not (ctx.distributed and dist.is_initialized()):
         return value
-    t = torch.tensor([value], dtype=torch.int64, device=ctx.device)
+    t = host_values([value], torch.int64, ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())

@@ -138,8 +138,8 @@ class MLFOMethod(nn.Module):
 
     def compile(self, *args, **kwargs) -> None:
         """``torch.compile`` the model alone. The objective stays eager: its logs leave the
-        device in one sync, Sinkhorn and the padded gathers read row counts on the host,
-        the gathers are collectives inside autograd Functions, and the prototype queue
+        device in one sync, the gathers are collectives inside autograd Functions, the
+        queue's fill is a host number (a new value each step), and the prototype queue
         replaces its buffer: all graph breaks or recompiles inside a compiled region."""
         self.model.compile(*args, **kwargs)
 

@@ -64,6 +64,9 @@ class DataConfig:
     persistent_workers: bool = True
     pin_memory: bool = True  # only used on GPU
     prefetch_factor: int = 2
+    # A video that fails to decode is replaced by another of the same rank's share (named in
+    # skipped_videos.txt); more than this share of an epoch's videos failing stops the run.
+    max_skipped_share: float = 0.05
 
 
 @dataclass
@@ -146,6 +149,8 @@ def validate(cfg: Config) -> Config:
         raise MLFOError(f"train.dist_timeout_min: must be positive, got {cfg.train.dist_timeout_min}")
     if not cfg.optim.lr > 0:
         raise MLFOError(f"optim.lr: must be positive, got {cfg.optim.lr}")
+    if not 0 <= cfg.data.max_skipped_share <= 1:
+        raise MLFOError(f"data.max_skipped_share: must be in [0, 1], got {cfg.data.max_skipped_share}")
     if not 0 <= cfg.data.color_p_gray <= 1:
         raise MLFOError(f"data.color_p_gray: must be in [0, 1], got {cfg.data.color_p_gray}")
     low, high = cfg.data.crop_scale

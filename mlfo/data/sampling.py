@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from mlfo.errors import MLFOError
+from mlfo.errors import MLFOError, VideoDecodeError
 
 
 def mlfo_min_frames(clip_len: int) -> int:
@@ -39,7 +39,7 @@ def sample_mlfo_span(
     if r_max < 1:
         raise MLFOError(f"r_max: must be at least 1, got {r_max}")
     if num_frames <= span:
-        raise MLFOError(
+        raise VideoDecodeError(
             f"video too short: {num_frames} frames, the three-clip sampler needs more than "
             f"2 x clip_len = {span}"
         )

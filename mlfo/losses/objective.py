@@ -283,7 +283,7 @@ class MLFOObjective(nn.Module):
         if memory is not None:
             n_memory = labels.shape[0]
             terms.logs["graph/neighbours_memory"] = (target[:, target.shape[1] - n_memory:] > 0).sum(dim=1).float().mean()
-            terms.logs["graph/memory_size"] = target.new_tensor(float(n_memory))
+            terms.logs["graph/memory_size"] = target.new_full((), float(n_memory))  # a fill: no host copy
             self.graph_memory.remember(out, codes, self._no_grad_gather)
 
     @torch.no_grad()

@@ -68,6 +68,7 @@ class EmbeddingQueue(nn.Module):
 
     Buffers (saved in the state dict, so resuming keeps the queue):
       embeddings: (views, length, dim), newest first; count: number of valid rows.
+    ``filled`` mirrors ``count`` on the host, so a step never reads it from the device.
     """
 
     def __init__(self, length: int, dim: int, views: int = 2):
@@ -75,6 +76,7 @@ class EmbeddingQueue(nn.Module):
         self._length = length
         self.register_buffer("embeddings", torch.zeros(views, length, dim))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.filled = 0  # == count, on the host
 
     @property
     def length(self) -> int:
@@ -82,7 +84,7 @@ class EmbeddingQueue(nn.Module):
 
     def valid(self) -> torch.Tensor:
         """(views, count, dim) the filled part of the queue."""
-        return self.embeddings[:, : int(self.count)]
+        return self.embeddings[:, : self.filled]
 
     @property
     def dim(self) -> int:
@@ -98,13 +100,15 @@ class EmbeddingQueue(nn.Module):
         if new.shape[2] != self.dim or new.shape[0] != self.embeddings.shape[0]:
             self.embeddings = at_least_float32(new.new_zeros(new.shape[0], self.length, new.shape[2]))
             self.count.zero_()
+            self.filled = 0
         n = min(new.shape[1], self.length)
         if n == 0:
             return
         if n < self.length:
             self.embeddings[:, n:] = self.embeddings[:, :-n].clone()
         self.embeddings[:, :n] = new[:, :n].to(self.embeddings.dtype)
-        self.count.fill_(min(int(self.count) + n, self.length))
+        self.filled = min(self.filled + n, self.length)
+        self.count.fill_(self.filled)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A lazily sized queue takes the width (and length) of the saved one.
@@ -117,7 +121,9 @@ class EmbeddingQueue(nn.Module):
             self.embeddings = kept.new_zeros(kept.shape[0], self._length, kept.shape[2])
             self.embeddings[:, : kept.shape[1]] = kept
             self.count.clamp_(max=self._length)
+        self.filled = int(self.count)  # the one read of the count, when a state is loaded
 
     def reset(self) -> None:
         self.embeddings.zero_()
         self.count.zero_()
+        self.filled = 0

@@ -19,12 +19,15 @@ from mlfo.distributed import all_gather_no_grad
 __all__ = ["sinkhorn"]
 
 
-def _global_logsumexp_over_rows(log_q: torch.Tensor, gather) -> torch.Tensor:
-    """(n, K) -> (K,) log of the column sums of exp(log_q) over all processes' rows."""
-    col_max = gather(log_q.max(dim=0, keepdim=True).values).max(dim=0).values  # (K,)
+def _global_logsumexp_over_rows(log_q: torch.Tensor, gather) -> tuple[torch.Tensor, int]:
+    """(n, K) -> (K,) log of the column sums of exp(log_q) over all processes' rows, and
+    the number of processes the gather spans (rows of one per process)."""
+    col_max = gather(log_q.max(dim=0, keepdim=True).values)  # (P, K)
+    processes = col_max.shape[0]
+    col_max = col_max.max(dim=0).values  # (K,)
     col_max = torch.where(torch.isfinite(col_max), col_max, torch.zeros_like(col_max))
     partial = torch.exp(log_q - col_max).sum(dim=0, keepdim=True)  # (1, K) this process
-    return col_max + torch.log(gather(partial).sum(dim=0))  # (K,)
+    return col_max + torch.log(gather(partial).sum(dim=0)), processes  # (K,)
 
 
 @torch.no_grad()
@@ -44,10 +47,11 @@ def sinkhorn(
     with torch.autocast(device_type=scores.device.type, enabled=False):
         log_q = at_least_float32(scores.detach()) / eps  # (n, K)
         n_local, k = log_q.shape
-        n_total = gather(torch.tensor([[n_local]], device=scores.device)).sum().item()
         for _ in range(iters):
             # prototypes: each column sums to 1/K over all rows of all processes
-            log_q = log_q - _global_logsumexp_over_rows(log_q, gather) - math.log(k)
+            col_lse, processes = _global_logsumexp_over_rows(log_q, gather)
+            n_total = n_local * processes  # every process holds n_local rows (constant shapes)
+            log_q = log_q - col_lse - math.log(k)
             # samples: each row sums to 1/N
             log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(n_total)
         return torch.exp(log_q + math.log(n_total))  # rows sum to 1

@@ -53,7 +53,7 @@ class MLFOOutput:
     clip_reversed: dict[str, torch.Tensor]  # low / mid -> (n, B, C); {} without reversed negatives
     fine: dict[str, torch.Tensor]           # level -> (n, B, t, C), t = fine_steps[level]
     graph: dict[str, torch.Tensor]          # level -> (n, B, C); {} when with_graph=False
-    proto_scores: torch.Tensor              # (n, B, K) cosine scores against the prototypes
+    proto_scores: torch.Tensor              # (n, B, K) float32 cosine scores against the prototypes
     # For the prototype queue: past embeddings are re-scored against the current prototypes.
     global_embedding: torch.Tensor | None = None  # (n, B, C) global-head embedding
     prototypes: torch.Tensor | None = None        # (K, C) unit-norm rows, detached
@@ -154,8 +154,20 @@ class MLFOModel(nn.Module):
                 graph = self.proj_graph[level](forward_order).mean(dim=2)
                 out.graph[level] = split(_normalize(graph))
 
-        global_embedding = _normalize(self.global_head(pooled["high"].mean(dim=2)))  # (n, C)
-        out.proto_scores = split(self.prototypes(global_embedding))                  # (n, K)
+        global_embedding, out.proto_scores = self._prototype_scores(pooled["high"])  # (n, C), (n, K)
+        out.proto_scores = split(out.proto_scores)
         out.global_embedding = split(global_embedding)
         out.prototypes = self.prototypes.weight.detach()
         return out
+
+    def _prototype_scores(self, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """high (n, C_high, t) -> float32 global embedding (n, C) and prototype scores (n, K).
+
+        The scores are Sinkhorn's input, and the objective runs in float32: under bf16
+        autocast they would be rounded to 8 bits of mantissa (codes 0.5 % off). So the
+        embedding is normalised and scored in (at least) float32 with autocast off."""
+        embedding = self.global_head(high.mean(dim=2))
+        dtype = torch.promote_types(embedding.dtype, torch.float32)  # float64 stays float64
+        embedding = _normalize(embedding.to(dtype))
+        with torch.autocast(high.device.type, enabled=False):
+            return embedding, F.linear(embedding, self.prototypes.weight.to(dtype))

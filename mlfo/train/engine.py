@@ -30,9 +30,9 @@ import torch.distributed as dist
 from torch import nn
 
 from mlfo.config import Config, diff_configs, save_config, to_dict
-from mlfo.data.loading import ResumableDistributedSampler, SkipLog, batch_size_of, build_loader
+from mlfo.data.loading import ResumableDistributedSampler, SkipBound, SkipLog, batch_size_of, build_loader
 from mlfo.data.provenance import video_digests
-from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier
+from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier, host_values
 from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train import finite
@@ -151,9 +151,11 @@ class Trainer:
             drop_last=True, pin_memory=d.pin_memory and self.device.type == "cuda",
             persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor,
             worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(derive_seed(self.cfg.train.seed, "loader", ctx.rank)),
+            replace=self.sampler.replacement(),  # constant shapes: a failed video is replaced
         )
         self.steps_per_epoch = len(self.sampler) // d.batch_size
         self.global_batch = global_batch
+        self.skip_bound = SkipBound(d.max_skipped_share, self.steps_per_epoch * global_batch, d.train)
 
     def _build_optimization(self) -> None:
         cfg, ctx = self.cfg, self.ctx
@@ -252,24 +254,25 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------
 
-    def _global_mean(self, loss: float, logs: dict[str, float], n_local: int) -> tuple[float, dict[str, float]]:
+    def _global_mean(self, total: torch.Tensor, logs: dict[str, float], failed: int) -> tuple[float, dict[str, float], int]:
         """Loss and logs averaged over the global batch (each rank's values are means over
-        its local anchors; weighted by local batch size). Every rank gets the same values,
-        so a non-finite loss stops every rank at the same step."""
+        its local anchors, and every rank holds the same number: constant shapes), and the
+        videos that failed to decode in this step on all ranks, in one all-reduce and one
+        host read. Every rank gets the same values, so a non-finite loss or too many
+        failed videos stop every rank at the same step."""
         if not self.ctx.distributed:
-            return loss, logs
+            return float(total.detach()), logs, failed
         names = list(logs)
-        values = torch.tensor([loss, *(logs[k] for k in names), 1.0], dtype=torch.float64, device=self.device)
-        values *= n_local
+        values = torch.cat([total.detach().reshape(1).to(torch.float64),
+                            host_values([*(logs[k] for k in names), failed], torch.float64, self.device)])
         dist.all_reduce(values)
-        values = (values[:-1] / values[-1]).tolist()
-        return values[0], dict(zip(names, values[1:]))
+        values = values.tolist()
+        means = [v / self.ctx.world_size for v in values[:-1]]
+        return means[0], dict(zip(names, means[1:])), int(values[-1])
 
     def train_step(self, batch: dict, epoch: int, progress: float) -> dict | None:
         """One optimizer step; returns the log row, or None when the whole batch was skipped."""
-        n_local = batch_size_of(batch)
-        if all_reduce_min(self.ctx, n_local) == 0:
-            return None  # some rank has no decodable video: every rank skips together
+        n_local = batch_size_of(batch)  # the same on every rank at every step (constant shapes)
         lr = learning_rate(self.cfg, progress, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -283,7 +286,8 @@ class Trainer:
         with autocast:
             total, logs = forward(x, epoch)
         logs = {k: f for k, v in logs.items() if (f := _plain_float(v)) is not None}
-        loss, logs = self._global_mean(float(total.detach()), logs, n_local)
+        loss, logs, failed = self._global_mean(total, logs, len(batch["skipped"]))
+        self.skip_bound.add(epoch, failed)
         if not math.isfinite(loss):
             bad = [k for k, v in logs.items() if not math.isfinite(v) and k != "loss/total"]
             raise MLFOError(

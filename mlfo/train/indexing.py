@@ -26,6 +26,13 @@ def load_training_index(d: DataConfig, *, progress: bool, workers: int | None = 
 
     if not d.train:
         raise MLFOError("data.train: no training data given (a CSV, a folder of videos or a dataset root)")
+    if d.backend == "torchcodec":  # before probing, which would call every video unreadable
+        from mlfo.data.readers.torchcodec import require_torchcodec
+
+        try:
+            require_torchcodec()
+        except MLFOError as err:
+            raise MLFOError(f"data.{err}") from None
     options = {} if workers is None else {"workers": workers}
     return load_index(d.train, fmt=d.fmt, split=d.split, subset="train", split_dir=d.split_dir,
                       backend=d.backend, progress=progress, **options)

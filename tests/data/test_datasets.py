@@ -91,8 +91,8 @@ def test_bad_videos_are_skipped_named_and_counted(videos):
     ds = SkippingDataset(ThreeClipDataset(good + bad, clip_len=8, crop_size=16))
     items = [ds[i] for i in range(len(ds))]
     assert ["skipped" in item for item in items] == [False] * 3 + [True] * 3
-    assert [item["skipped"][0] for item in items[3:]] == [3, 4, 5]
-    assert "too short" in items[3]["skipped"][1]
+    assert [item["skipped"][0][0] for item in items[3:]] == [3, 4, 5]
+    assert "too short" in items[3]["skipped"][0][1]
     batch = collate(items)
     assert batch["clips"].shape[0] == 3 and batch["index"].tolist() == [0, 1, 2]
     assert [index for index, _ in batch["skipped"]] == [3, 4, 5]
@@ -101,7 +101,7 @@ def test_bad_videos_are_skipped_named_and_counted(videos):
     assert log.add(batch["skipped"]) == 3 and len(log) == 3
     for record, line in zip(bad, lines):
         assert record.path in line and line.startswith("mlfo: skipped unreadable video")
-    assert collate([items[3], items[4]]) == {"skipped": [items[3]["skipped"], items[4]["skipped"]]}
+    assert collate([items[3], items[4]]) == {"skipped": [*items[3]["skipped"], *items[4]["skipped"]]}
 
 
 def test_eval_views_uniform_clips_and_crops(videos):
@@ -134,7 +134,7 @@ def test_sliding_windows_collate_with_counts(videos):
     ds = EvalClipDataset(good, clip_len=8, stride=8, crop_size=16, resize=20)
     counts = [ds[i]["views"].shape[0] for i in range(3)]
     assert counts == [5, 6, 7]  # 40 / 50 / 60 frames, windows 8 apart
-    batch = collate([ds[0], {"skipped": (1, "VideoDecodeError")}, ds[2]])
+    batch = collate([ds[0], {"skipped": [(1, "VideoDecodeError")]}, ds[2]])
     assert batch["views"].shape == (12, 8, 16, 16, 3)
     assert batch["views_counts"].tolist() == [5, 7] and len(batch["skipped"]) == 1
     assert batch["label"].tolist() == [good[0].label, good[2].label]

@@ -255,3 +255,16 @@ def test_cuda_forward_backward_channels_last():
     (out.proto_scores.sum() + sum(x.sum() for x in out.clip_reversed.values())).backward()
     model.normalize_prototypes()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_prototype_scores_are_float32_under_bf16_autocast():
+    """Sinkhorn's input must not be rounded by autocast: the scores are computed in float32
+    from the (float32) global embedding, exactly as without autocast."""
+    model = make_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(make_clips())
+    assert out.clip["high"].dtype == torch.bfloat16  # autocast did reach the rest of the model
+    assert out.proto_scores.dtype == torch.float32 and out.global_embedding.dtype == torch.float32
+    exact = out.global_embedding @ model.prototypes.weight.t()  # fp32 matmul, autocast off here
+    assert torch.equal(out.proto_scores, exact)
+    assert not torch.equal(out.proto_scores, exact.bfloat16().float())  # not bf16-rounded scores

@@ -144,7 +144,7 @@ def test_unreadable_videos_are_skipped_and_reported(tiny_data, tmp_path, monkeyp
     assert "skipped 1 unreadable video(s)" in err and str(videos[1].name) in err
     assert str(videos[1].name) in (out / "skipped_videos.txt").read_text()
     assert sum(r["skipped"] for r in read_metrics(out)) == 1
-    assert min(r["videos"] for r in read_metrics(out)) == 3
+    assert {r["videos"] for r in read_metrics(out)} == {4}  # replaced: every step holds the full batch
 
 
 def test_non_finite_loss_stops_with_step_term_and_checkpoint(tiny_data, tmp_path, monkeypatch):
