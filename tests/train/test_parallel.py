@@ -13,10 +13,9 @@ from torch import nn
 
 from mlfo.distributed import DistContext
 from mlfo.method import MLFOMethod
-from mlfo.train.engine import Trainer
 from mlfo.train.metrics_log import read_metrics
 from mlfo.train.parallel import ParallelMethod, to_channels_last
-from mlfo.train.pretrain import pretrain
+from mlfo.train.pretrain import build_trainer, pretrain
 from mlfo.train.seeding import derive_seed
 from train_helpers import tiny_config
 
@@ -28,7 +27,7 @@ def _first_conv(method: MLFOMethod) -> nn.Conv3d:
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_channels_last_reaches_the_first_convolution(tiny_data, tmp_path, channels_last):
     cfg = tiny_config(tiny_data, tmp_path, **{"train.channels_last": str(channels_last).lower(), "train.max_steps": 2})
-    trainer = Trainer(cfg, DistContext(), MLFOMethod)
+    trainer = build_trainer(cfg, DistContext())
     conv = _first_conv(trainer.method)
     layouts = []
     conv.register_forward_pre_hook(lambda _, args: layouts.append(
