@@ -55,7 +55,11 @@ class TrainResult:
 
 
 def check_runtime(cfg: TrainerConfig, device: torch.device) -> None:
-    """Refuse settings that cannot work on this device, before anything is built."""
+    """Refuse settings that cannot work (on this device), before anything is built."""
+    if cfg.sync_bn and cfg.compile:
+        raise MLFOError("train.compile with train.sync_bn: torch.compile cannot trace SyncBatchNorm's "
+                        "collectives (it splits the compiled model there; open compile + DDP bugs upstream); "
+                        "set one of them to false")
     if device.type != "cuda":
         if cfg.amp != "off":
             raise MLFOError(
@@ -64,9 +68,6 @@ def check_runtime(cfg: TrainerConfig, device: torch.device) -> None:
             )
         if cfg.sync_bn:
             raise MLFOError("train.sync_bn: SyncBatchNorm needs GPUs (it does not run on CPU)")
-    if cfg.sync_bn and cfg.compile:
-        raise MLFOError("train.compile with train.sync_bn: torch.compile graph-breaks on SyncBatchNorm's "
-                        "collectives (open compile + DDP bugs upstream); set one of them to false")
 
 
 def _set_frozen_bn(module: nn.Module) -> None:

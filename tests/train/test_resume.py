@@ -166,11 +166,11 @@ def test_finetune_resumes_from_rng_states_loaded_onto_another_device(tiny_data, 
     def load_onto_another_device(path, map_location="cpu"):
         state = real_load(path, map_location=map_location)
         loads.append(path)
-        return {**state, "rng": _moved(state["rng"])}
+        return {**state, "rng": [_moved(rank) for rank in state["rng"]]}
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", load_onto_another_device)
     resumed = finetune(backbone(), records, records[:4], classes, tmp_path / "killed", cfg, views, progress=False)
     assert loads and [h["epoch"] for h in resumed.history] == [1, 2]
-    a = real_load(tmp_path / "whole" / "last.pt")["model"]
-    b = real_load(tmp_path / "killed" / "last.pt")["model"]
+    a = real_load(tmp_path / "whole" / "last.pt")["method"]
+    b = real_load(tmp_path / "killed" / "last.pt")["method"]
     assert all(torch.equal(a[k], b[k]) for k in a)
