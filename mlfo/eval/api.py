@@ -168,7 +168,8 @@ class _FinetuneRun:
     for one encoder (every rank) and returns its card (rank 0; None elsewhere)."""
 
     def __init__(self, cfg, views, backend, parts, classes, groups, ctx, options: dict, plots: bool):
-        self.cfg, self.views, self.backend, self.ctx, self.options, self.plots = cfg, views, backend, ctx, options, plots
+        self.cfg, self.views, self.backend, self.ctx = cfg, views, backend, ctx
+        self.options, self.plots = options, plots
         self.parts, self.classes, self.groups = parts, classes, groups
         self.label = "linear-e2e" if cfg.freeze_backbone else "finetune"
         self.pairs = pair_parts(parts)

@@ -54,6 +54,13 @@ class TrainResult:
     skipped_videos: list[str] = field(default_factory=list)
 
 
+def learning_rate_factor(cfg: TrainerConfig, progress: float, steps_per_epoch: int) -> float:
+    """The schedule at ``progress`` epochs into training (fractional): warmup, then decay;
+    every param group's rate is its base rate times this (``optim.set_learning_rates``)."""
+    return lr_factor(progress, cfg.epochs, schedule=cfg.schedule, warmup=cfg.warmup_epochs,
+                     step_length=1 / steps_per_epoch, milestones=cfg.milestones, decay=cfg.decay)
+
+
 def check_runtime(cfg: TrainerConfig, device: torch.device) -> None:
     """Refuse settings that cannot work (on this device), before anything is built."""
     if cfg.sync_bn and cfg.compile:
@@ -138,12 +145,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         self.parallel = ParallelMethod(self.method, self.ctx, compile=cfg.compile)
-
-    def learning_rate_factor(self, progress: float) -> float:
-        """The schedule at ``progress`` epochs into training (fractional): warmup, then decay."""
-        c = self.cfg
-        return lr_factor(progress, c.epochs, schedule=c.schedule, warmup=c.warmup_epochs,
-                         step_length=1 / self.steps_per_epoch, milestones=c.milestones, decay=c.decay)
 
     # -- state --------------------------------------------------------------------------
 
@@ -267,8 +268,8 @@ class Trainer:
         n_local = batch_size_of(batch)
         if all_reduce_min(self.ctx, n_local) == 0:
             return None  # some rank has no decodable video: every rank skips together
-        factor = self.learning_rate_factor(progress)
-        set_learning_rates(self.optimizer, self.base_lrs, factor)
+        factor = learning_rate_factor(self.cfg, progress, self.steps_per_epoch)
+        set_learning_rates(self.optimizer, self.base_lrs, factor)  # the one place a rate is set
         forward = self.parallel.for_epoch(epoch)
         self.method.before_forward(epoch, self.global_step)
         x = self.method.prepare(batch, epoch, self.device)
