@@ -15,7 +15,7 @@ from mlfo.distributed import DistContext, all_reduce_min, init_distributed, tear
 from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
-from mlfo.train.engine import Trainer, TrainerConfig, TrainResult
+from mlfo.train.engine import Trainer, TrainerConfig, TrainResult, check_runtime
 from mlfo.train.indexing import index_training_data, load_training_index
 from mlfo.train.run_folder import claim_run_folder
 from mlfo.train.skip_report import report_unusable
@@ -69,6 +69,7 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
     trainer = folder = None
     ok = False
     try:
+        check_runtime(trainer_config(cfg), ctx.device)  # before anything is written
         refused = None
         if ctx.is_main:
             try:

@@ -77,10 +77,12 @@ def test_resume_under_two_processes_with_batch_two_takes_exactly_the_rest_of_the
 
 def test_a_checkpoint_of_another_data_order_is_refused_in_one_line(tiny_data, two_steps_of_four):
     out = two_steps_of_four
+    written = (out / "config.yaml").read_text()
     with pytest.raises(MLFOError) as err:
         pretrain(tiny_config(tiny_data, out, **{"train.epochs": 1, "train.seed": 3}), resume="auto")
     message = str(err.value)
     assert str(out / "last.pt") in message and "train.seed=0" in message and "\n" not in message
+    assert (out / "config.yaml").read_text() == written  # still the config of last.pt (issue 19, item 8)
     state = load_checkpoint(out / "last.pt")
     state["sampler"]["dataset_size"] = 30  # as if written before videos were removed
     atomic_torch_save(state, out / "last.pt")
