@@ -29,7 +29,7 @@ from torch import nn
 
 from mlfo.data.datasets import RandomClipDataset
 from mlfo.data.transforms import normalize_clips
-from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, resolve_device
+from mlfo.distributed import DistContext, all_gather_objects, resolve_device
 from mlfo.errors import MLFOError
 from mlfo.eval.extract import compute_features
 from mlfo.eval.knn import topk_accuracy
@@ -37,7 +37,7 @@ from mlfo.eval.views import ViewConfig
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainerConfig
 from mlfo.train.metrics_log import read_metrics
-from mlfo.train.run_folder import claim_run_folder
+from mlfo.train.run_folder import claim_on_rank_0
 
 
 @dataclass
@@ -243,7 +243,7 @@ def finetune(
     out_dir = Path(out_dir)
     folder = trainer = None
     try:
-        folder = _claim(out_dir, resume, overwrite, ctx)
+        folder = claim_on_rank_0(ctx, out_dir, resume, overwrite)
         name = f"{'frozen-backbone probe' if cfg.freeze_backbone else 'fine-tuning'} "
         trainer = Trainer(cfg.trainer(name + (encoder_info or {}).get("name", "an encoder"), progress), ctx,
                           lambda: ClassifierMethod(backbone, num_classes, cfg, backend, encoder_info),
@@ -266,16 +266,3 @@ def finetune(
     if len(labels) == 0:
         raise MLFOError("finetune: every test video failed to decode")
     return FinetuneResult(topk_accuracy(probs, labels), probs, labels, _history(out_dir), skipped)
-
-
-def _claim(out_dir: Path, resume: str | None, overwrite: bool, ctx: DistContext):
-    """Rank 0 locks the run folder for the run; every rank stops when it refuses."""
-    folder, refused = None, None
-    if ctx.is_main:
-        try:
-            folder = claim_run_folder(out_dir, resume, overwrite)
-        except MLFOError as err:
-            refused = err
-    if all_reduce_min(ctx, int(refused is None)) == 0:
-        raise refused or MLFOError(f"{out_dir}: refused by rank 0 (see its message)")
-    return folder

@@ -11,13 +11,13 @@ from pathlib import Path
 import torch.distributed as dist
 
 from mlfo.config import Config, save_config
-from mlfo.distributed import DistContext, all_reduce_min, init_distributed, teardown
+from mlfo.distributed import DistContext, init_distributed, teardown
 from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainerConfig, TrainResult, check_runtime
 from mlfo.train.indexing import index_training_data, load_training_index
-from mlfo.train.run_folder import claim_run_folder
+from mlfo.train.run_folder import claim_on_rank_0
 from mlfo.train.skip_report import report_unusable
 
 
@@ -70,14 +70,7 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
     ok = False
     try:
         check_runtime(trainer_config(cfg), ctx.device)  # before anything is written
-        refused = None
-        if ctx.is_main:
-            try:
-                folder = claim_run_folder(cfg.train.out_dir, resume, overwrite)
-            except MLFOError as err:
-                refused = err
-        if all_reduce_min(ctx, int(refused is None)) == 0:  # every rank stops, none hangs
-            raise refused or MLFOError(f"{cfg.train.out_dir}: refused by rank 0 (see its message)")
+        folder = claim_on_rank_0(ctx, cfg.train.out_dir, resume, overwrite)
         resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
         trainer = build_trainer(cfg, ctx, index=index)
         if resume_path:
