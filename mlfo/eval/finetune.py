@@ -166,7 +166,13 @@ class ClassifierMethod(nn.Module):
         return {"config": self.cfg.to_dict(), "num_classes": self.num_classes, "encoder": self.encoder_info}
 
     def load_extra_state(self, state: dict, path) -> list[str]:
-        if state.get("config") != self.cfg.to_dict() or state.get("num_classes") != self.num_classes:
+        """Refuses another config or class count; the batch may change (with the number of
+        processes: the engine continues at the next sample and says so)."""
+        def settings(config) -> dict:
+            return {k: v for k, v in (config or {}).items() if k != "batch_size"}
+
+        same = settings(state.get("config")) == settings(self.cfg.to_dict())
+        if not same or state.get("num_classes") != self.num_classes:
             raise MLFOError(f"{path}: was written with another fine-tuning config; use another --out "
                             "or --overwrite")
         return []
