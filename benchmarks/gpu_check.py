@@ -140,6 +140,7 @@ def run_setting(name: str, cfg, ctx: DistContext, batch: dict, reference: list[f
 
     def mlfo_step():
         out = trainer.train_step(batch, 0, 0.0)
+        trainer.global_step += 1  # as the engine's loop counts it (a checkpoint needs a trained step)
         row.losses.append(out["loss/total"])
 
     for _ in range(COMPARED_STEPS):  # also the warm-up: cuDNN's algorithm search, compilation
