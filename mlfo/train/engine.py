@@ -112,6 +112,7 @@ class Trainer:
         self.epoch = 0
         self.samples_in_epoch = 0  # global samples consumed in ``epoch`` (any layout)
         self.global_step = 0
+        self.step_epoch = 0  # the epoch of the last step taken
         self.last_checkpoint: Path | None = None
         self.resumed = False
         self.good = finite.GoodCheckpoints()  # what a stop may name as the last good checkpoint
@@ -240,7 +241,7 @@ class Trainer:
         """The normalisation statistics (a finite loss can hide inf running variances): before
         every save and every ``finite_check_steps``; what passed proves the checkpoints before it."""
         self._stop_if_nonfinite(finite.norm_statistics(self.method), "BatchNorm statistics",
-                                f"step {self.global_step} (epoch {self.epoch})")
+                                f"step {self.global_step} (epoch {self.step_epoch})")
         self.good.step_passed()
 
     # -- one step -------------------------------------------------------------------------
@@ -349,7 +350,7 @@ class Trainer:
             bar.update(1)
             if row is None:
                 continue
-            self.global_step += 1
+            self.global_step, self.step_epoch = self.global_step + 1, epoch
             logger.log({"epoch": epoch, "step": self.global_step, "step_in_epoch": step_in_epoch,
                         **row, "skipped": skipped, "time": round(time.time() - started, 3)})
             bar.set_postfix(loss=f"{row.get('loss/total', row.get('loss', 0.0)):.3f}", refresh=False)
