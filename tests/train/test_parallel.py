@@ -124,6 +124,7 @@ def test_ddp_is_a_static_graph_wrap_rebuilt_where_the_phase_changes(tiny_data, t
         first = parallel.for_epoch(0)
         assert isinstance(first, nn.parallel.DistributedDataParallel)
         assert first.static_graph and not first.find_unused_parameters
+        assert first.forward_sync_buffers is False  # no per-step broadcast of every buffer (docs/design.md)
         assert parallel.for_epoch(0) is first  # no re-wrap within a phase
         x = torch.randn(3, 4, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
         for _ in range(2):  # the static graph's first (searching) step, then a trusted one
