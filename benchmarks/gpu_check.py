@@ -10,7 +10,9 @@ video, the Kinetics preset with every loss term and the queue on from the first 
 1. Data: the demo dataset rendered at 170x128 (H.264) and indexed; the engine's loader
    (its workers, pinned memory) is timed: loader samples/s.
 2. Per setting - fp32, bf16, fp16 + GradScaler, bf16 + channels_last, the same compiled,
-   bf16 + SyncBatchNorm with DDP under a one-process NCCL group - the engine's Trainer
+   bf16 + SyncBatchNorm with DDP under a one-process NCCL group, and the Kinetics preset's
+   own combination (fp32 + SyncBatchNorm, no compile: the engine refuses compile with
+   SyncBatchNorm) at the full and at half the local batch - the engine's Trainer
    is built from the config and, on one loader batch, runs the full MLFO step
    (``Trainer.train_step``: colour on the device, autocast, DDP, scaler, Adam) and the
    bare backbone's forward + backward on the same prepared clips: clips/s of both,
@@ -18,6 +20,9 @@ video, the Kinetics preset with every loss term and the queue on from the first 
 3. A pretraining checkpoint saved and resumed on the GPU; a fine-tune
    (``mlfo.eval.finetune``) of one epoch, run again on its folder so that it resumes.
 4. Extraction (``mlfo.eval.extract.compute_features``) in fp32 and under bf16 autocast.
+5. Where the machine has two GPUs: the Kinetics preset pretraining a few steps under
+   ``torchrun --nproc_per_node 2`` (a second process-group member: NCCL, SyncBatchNorm
+   across GPUs, DDP); with one GPU it says so.
 The exit status is 1 when a check fails.
 """
 
@@ -40,10 +45,12 @@ from method_step import mlfo_config
 
 from mlfo.data.loading import build_loader
 from mlfo.distributed import DistContext
+from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer
 from mlfo.train.parallel import to_channels_last
+from mlfo.train.pretrain import build_trainer
 from mlfo.train.seeding import seed_worker
 
 BF16, FP16 = {"train.amp": '"bf16"'}, {"train.amp": '"fp16"'}
@@ -58,7 +65,14 @@ SETTINGS = [
     ("bf16 + channels_last", {**BF16, **CL}, (0.03, 0.08)),
     ("bf16 + channels_last + compile", {**BF16, **CL, **COMPILE}, (0.03, 0.08)),
     ("bf16 + SyncBatchNorm (DDP, NCCL)", {**BF16, **SYNC_BN}, (0.03, 0.08)),
+    # The Kinetics preset's own combination (amp off, no channels_last, no compile, SyncBatchNorm)
+    # at the full local batch and at half of it (``HALF`` in the name: the batch's first half).
+    ("kinetics preset (fp32 + SyncBatchNorm)", SYNC_BN, (1e-4, 0.02)),
+    ("kinetics preset, HALF the local batch", SYNC_BN, (None, None)),
 ]
+HALF = "HALF"
+# Refused by the engine in one line (SyncBatchNorm graph-breaks under torch.compile).
+REFUSED = ("SyncBatchNorm + compile", {**SYNC_BN, **COMPILE})
 GOAL = ("bf16 + channels_last", 1.15)  # the MLFO step at most this many times the backbone's
 COMPARED_STEPS = 3
 
@@ -118,12 +132,15 @@ def run_setting(name: str, cfg, ctx: DistContext, batch: dict, reference: list[f
                 steps: int, out_dir: Path, compile_backend: str | None) -> tuple[Row, Trainer]:
     device = ctx.device
     row = Row(name)
-    trainer = Trainer(cfg, ctx, MLFOMethod, out_dir=out_dir)
+    trainer = build_trainer(cfg, ctx, out_dir=out_dir)
+    if HALF in name:
+        batch = half_batch(batch)
     clips = 3 * batch["index"].shape[0]
     scales = []
 
     def mlfo_step():
         out = trainer.train_step(batch, 0, 0.0)
+        trainer.global_step += 1  # as the engine's loop counts it (a checkpoint needs a trained step)
         row.losses.append(out["loss/total"])
 
     for _ in range(COMPARED_STEPS):  # also the warm-up: cuDNN's algorithm search, compilation
@@ -154,7 +171,7 @@ def run_setting(name: str, cfg, ctx: DistContext, batch: dict, reference: list[f
 
     if not all(np.isfinite(row.losses)):
         row.problems.append("non-finite loss")
-    if reference is not None:
+    if reference is not None and tolerance[0] is not None:
         skipped = [k for k in range(1, COMPARED_STEPS) if scales[k] < scales[k - 1]]  # GradScaler skipped step k
         compared = min([COMPARED_STEPS, *skipped])
         for k in range(compared):
@@ -168,16 +185,49 @@ def run_setting(name: str, cfg, ctx: DistContext, batch: dict, reference: list[f
 def check_resume(trainer: Trainer, cfg, ctx: DistContext, out_dir: Path) -> str:
     """A pretraining checkpoint written and read back on this device (RNG states included)."""
     path = trainer.save(ckpt_io.LAST)
-    again = Trainer(cfg, ctx, MLFOMethod, out_dir=out_dir)
+    again = build_trainer(cfg, ctx, out_dir=out_dir)
     again.resume(path)
     saved, loaded = trainer.method.state_dict(), again.method.state_dict()
     same = all(torch.equal(saved[k], loaded[k]) for k in saved)
     return f"saved after the timed steps and resumed on {ctx.device}: " + ("ok" if same else "FAIL (weights differ)")
 
 
+def half_batch(batch: dict) -> dict:
+    """The first half of a collated batch's videos (the second local-batch setting)."""
+    n = max(1, batch["index"].shape[0] // 2)
+    return {"clips": batch["clips"][:n], "index": batch["index"][:n], "skipped": []}
+
+
+def check_refused(cfg, device: torch.device, out_dir: Path) -> str:
+    """The pair the engine refuses: one line, before anything is built."""
+    try:
+        build_trainer(cfg, DistContext(device=device), out_dir=out_dir)
+    except MLFOError as err:
+        return f"refused in one line: {err}" if "\n" not in str(err) else f"FAIL (several lines: {err})"
+    return "FAIL (not refused)"
+
+
+def check_two_gpus(data: Path, work: Path, videos: int) -> str:
+    """The Kinetics preset under torchrun on two GPUs: NCCL, SyncBatchNorm across GPUs, DDP."""
+    import subprocess
+
+    if torch.cuda.device_count() < 2:
+        return f"not run: {torch.cuda.device_count()} GPU(s) on this machine (needs 2)"
+    overrides = {"data.train": str(data / "train.csv"), "train.max_steps": 3, "train.progress": "false",
+                 "train.tensorboard": "false", "data.batch_size": videos // 2}  # the preset otherwise
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+           "mlfo.cli", "pretrain", "kinetics400_r3d18", *(f"{k}={v}" for k, v in overrides.items()),
+           "--out", str(work / "runs" / "two_gpus")]
+    start = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    tail = (run.stderr.strip().splitlines() or [""])[-1]
+    return (f"3 steps of {videos // 2} videos x 2 GPUs in {time.perf_counter() - start:.0f} s (start included): "
+            + ("ok" if run.returncode == 0 else f"FAIL (exit {run.returncode}: {tail[:200]})"))
+
+
 def loader_rate(trainer: Trainer, batches: int) -> tuple[float, int]:
     """Training samples (videos) per second of the engine's loader over the whole dataset."""
-    d = trainer.cfg.data
+    d = trainer.cfg
     n, wanted = len(trainer.dataset), (batches + 1) * d.batch_size
     keys = [(epoch, i) for epoch in range(wanted // n + 1)
             for i in torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).tolist()]  # every video, shuffled
@@ -285,105 +335,155 @@ def main() -> int:
     return check(args, args.work_dir, small)
 
 
-def check(args, work: Path, small: bool) -> int:
+@dataclass
+class Setup:
+    """What every part of the check shares: device, data, the geometry and its config."""
+    small: bool
+    work: Path
+    steps: int
+    device: torch.device
+    cores: int
+    workers: int
+    videos: int
+    data: Path
+    size: dict
+    name: str
+    frames: int
+    crop: int
+    base: dict
+    started: float = field(default_factory=time.perf_counter)
+    index: object = None
+    compile_backend: str | None = None
+
+    def config(self, overrides: dict):
+        return mlfo_config(self.name, self.frames, self.crop, self.videos, **{**self.base, **overrides})
+
+
+def prepare(args, work: Path, small: bool) -> Setup:
+    """The data (written and indexed before this process touches the GPU: its worker pools
+    fork first) and the Kinetics preset's objective (K = 1000, a 3840-sample queue); a
+    narrow net on CPU."""
     from mlfo.data.demo import generate_demo_dataset
     from mlfo.train.indexing import load_training_index
 
-    device = torch.device("cpu") if small else torch.device("cuda", 0)
     cores = os.cpu_count() or 1
-    workers = min(2 if small else 16, cores)
-    videos = 4 if small else args.videos
-    started = time.perf_counter()
-    # Data first: its worker pools fork before this process touches the GPU.
-    data = work / "data"
+    videos, workers = (4 if small else args.videos), min(2 if small else 16, cores)
     size = {"num_frames": 20, "height": 48, "width": 48} if small else {"num_frames": 64, "height": 128, "width": 170}
-    per_class = max(6, math.ceil(2.5 * videos / 11))  # 11 classes, 2/3 of them for training: > 1.5 batches
-    generate_demo_dataset(data, seed=0, videos_per_class=per_class, workers=cores, **size)
-    # The Kinetics preset's objective (K = 1000, a 3840-sample queue); a narrow net on CPU.
     geometry = ({"backbone.widths": "[8,16,16,32]", "model.embed_dim": 16, "model.me_reduction": 4} if small
                 else {"model.num_prototypes": 1000, "objective.queue_length": 3840})
-    name, frames, crop = ("r3d_small", 4, 32) if small else ("r3d_18", 16, 112)
-    settings = SETTINGS
-    if small:  # CPU: fp32 only; the multi-process path through a one-process gloo group
-        settings = [("fp32", {}, (0.0, 0.0)), ("channels_last", CL, (1e-4, 0.02)),
-                    ("channels_last + compile", {**CL, **COMPILE}, (1e-4, 0.02)), ("DDP (gloo)", {}, (1e-6, 1e-5))]
-    base = dict(**{"data.train": str(data / "train.csv"), "data.num_workers": workers, "train.progress": "false",
-                   "train.tensorboard": "false", "train.device": device.type, "checkpoint.every_steps": 0},
-                **geometry)
-    index = load_training_index(mlfo_config(name, frames, crop, videos, **base).data, progress=False, workers=cores)
-    print(f"gpu_check: {len(index.records)} training videos ready ({time.perf_counter() - started:.0f} s)", flush=True)
+    device = torch.device("cpu") if small else torch.device("cuda", 0)
+    base = {"data.train": str(work / "data" / "train.csv"), "data.num_workers": workers, "train.progress": "false",
+            "train.tensorboard": "false", "train.device": device.type, "checkpoint.every_steps": 0, **geometry}
+    s = Setup(small, work, args.steps, device, cores, workers, videos, work / "data", size,
+              *(("r3d_small", 4, 32) if small else ("r3d_18", 16, 112)), base)
+    per_class = max(6, math.ceil(2.5 * videos / 11))  # 11 classes, 2/3 of them for training: > 1.5 batches
+    generate_demo_dataset(s.data, seed=0, videos_per_class=per_class, workers=cores, **size)
+    s.index = load_training_index(s.config({}).data, progress=False, workers=cores)
+    print(f"gpu_check: {len(s.index.records)} training videos ready ({time.perf_counter() - s.started:.0f} s)",
+          flush=True)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         props = torch.cuda.get_device_properties(device)
         print(f"gpu_check: {props.name} ({props.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, "
               f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, {cores} CPU cores; fp32 "
               f"convolutions {'TF32' if torch.backends.cudnn.allow_tf32 else 'IEEE fp32'}", flush=True)
-    compile_backend = "aot_eager" if small else None  # inductor needs minutes on a small CPU
-    if compile_backend:
+    if small:  # inductor needs minutes on a small CPU
+        s.compile_backend = "aot_eager"
         real_compile = MLFOMethod.compile
-        MLFOMethod.compile = lambda self: real_compile(self, backend=compile_backend)
+        MLFOMethod.compile = lambda self: real_compile(self, backend="aot_eager")
+    return s
 
-    rows, reference, batch, notes, failed, encoder_for_extraction = [], None, None, [], False, None
-    for label, overrides, tolerance in settings:
-        cfg = mlfo_config(name, frames, crop, videos, **{**base, **overrides})
-        group = cfg.train.sync_bn or label.startswith("DDP")
-        ctx = DistContext(device=device)
-        if group:
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            options = {"device_id": device} if backend == "nccl" else {}
-            store = work / f"store-{len(rows)}"
-            store.unlink(missing_ok=True)  # a file store left by an earlier run would not rendezvous
-            dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1, **options)
-            ctx = _OneProcessGroup(device=device)
-        try:
-            trainer = Trainer(cfg, ctx, MLFOMethod, out_dir=work / "runs" / str(len(rows)), index=index)
-            if batch is None:
-                batch = next(iter(trainer.loader))  # one real batch (pinned on CUDA) for every setting
-                samples_s, n_workers = loader_rate(trainer, batches=8 if small else 20)
-            del trainer
-            row, trainer = run_setting(label, cfg, ctx, batch, reference, tolerance, args.steps,
-                                       work / "runs" / str(len(rows)), compile_backend)
-            if reference is None:
-                reference = row.losses[:COMPARED_STEPS]
-                notes.append("pretraining checkpoint: " + check_resume(trainer, cfg, ctx, work / "runs" / "resumed"))
-                encoder_for_extraction = trainer.method.encoder
-        except Exception as err:  # noqa: BLE001 - one setting failing must not hide the others
-            row = Row(label, problems=[_describe(err)])
-        finally:
+
+@dataclass
+class Results:
+    rows: list = field(default_factory=list)
+    reference: list | None = None
+    batch: dict | None = None
+    loader: tuple = (float("nan"), 0)  # videos/s, workers
+    notes: list = field(default_factory=list)
+    encoder: torch.nn.Module | None = None
+
+
+def one_setting(s: Setup, r: Results, label: str, overrides: dict, tolerance) -> Row:
+    """One row of the table; the first setting also gives the reference losses, the loader
+    rate, the checkpoint resume and the encoder extraction uses."""
+    cfg = s.config(overrides)
+    group = cfg.train.sync_bn or label.startswith("DDP")
+    ctx, trainer, out = DistContext(device=s.device), None, s.work / "runs" / str(len(r.rows))
+    if group:
+        backend = "nccl" if s.device.type == "cuda" else "gloo"
+        store = s.work / f"store-{len(r.rows)}"
+        store.unlink(missing_ok=True)  # a file store left by an earlier run would not rendezvous
+        dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1,
+                                **({"device_id": s.device} if backend == "nccl" else {}))
+        ctx = _OneProcessGroup(device=s.device)
+    try:
+        if r.batch is None:
+            trainer = build_trainer(cfg, ctx, index=s.index, out_dir=out)
+            r.batch = next(iter(trainer.loader))  # one real batch (pinned on CUDA) for every setting
+            r.loader = loader_rate(trainer, batches=8 if s.small else 20)
             trainer = None
-            gc.collect()
-            if group and dist.is_initialized():
-                dist.destroy_process_group()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            torch._dynamo.reset()
-        rows.append(row)
-        print(f"gpu_check: {label} done ({time.perf_counter() - started:.0f} s)", flush=True)
+        row, trainer = run_setting(label, cfg, ctx, r.batch, r.reference, tolerance, s.steps, out, s.compile_backend)
+        if r.reference is None:
+            r.reference = row.losses[:COMPARED_STEPS]
+            r.notes.append("pretraining checkpoint: " + check_resume(trainer, cfg, ctx, s.work / "runs" / "resumed"))
+            r.encoder = trainer.method.encoder
+    except Exception as err:  # noqa: BLE001 - one setting failing must not hide the others
+        row = Row(label, problems=[_describe(err)])
+    finally:
+        trainer = None
+        gc.collect()
+        if group and dist.is_initialized():
+            dist.destroy_process_group()
+        if s.device.type == "cuda":
+            torch.cuda.empty_cache()
+        torch._dynamo.reset()
+    return row
 
-    print_table(rows, f"{name} at {frames}x{crop}x{crop}", videos, args.steps)
-    by_name = {r.name: r for r in rows}
+
+def print_summary(s: Setup, r: Results) -> None:
+    print_table(r.rows, f"{s.name} at {s.frames}x{s.crop}x{s.crop}", s.videos, s.steps)
+    by_name = {row.name: row for row in r.rows}
     if GOAL[0] in by_name and not by_name[GOAL[0]].problems:
         goal = by_name[GOAL[0]]
         ratio = goal.backbone_clips_s / goal.mlfo_clips_s
         print(f"goal: MLFO step at most {GOAL[1]}x the bare backbone's at {GOAL[0]}: {ratio:.3f}x "
               f"({'met' if ratio <= GOAL[1] else 'NOT met'})")
-    step_videos = (by_name.get(GOAL[0]) or rows[0]).mlfo_clips_s / 3
-    if batch is not None:
+    step_videos = (by_name.get(GOAL[0]) or r.rows[0]).mlfo_clips_s / 3
+    if r.batch is not None:
+        samples_s, n_workers = r.loader
         print(f"loader: {n_workers} workers, {samples_s:.1f} videos/s ({3 * samples_s:.0f} clips/s) on demo videos "
-              f"({size['width']}x{size['height']} H.264); the {GOAL[0] if GOAL[0] in by_name else rows[0].name} "
+              f"({s.size['width']}x{s.size['height']} H.264); the "
+              f"{GOAL[0] if GOAL[0] in by_name else r.rows[0].name} "
               f"MLFO step takes {step_videos:.1f} videos/s: loader / step = {samples_s / step_videos:.2f}")
-    for note in notes:
+    for note in r.notes:
         print(note)
-    for label, fn in (("fine-tune", lambda: check_finetune(data, work / "finetune", device, small, workers)),
-                      ("extraction", lambda: check_extraction(data, encoder_for_extraction, device, small, workers))):
+
+
+def check(args, work: Path, small: bool) -> int:
+    s = prepare(args, work, small)
+    settings = SETTINGS
+    if small:  # CPU: fp32 only; the multi-process path through a one-process gloo group
+        settings = [("fp32", {}, (0.0, 0.0)), ("channels_last", CL, (1e-4, 0.02)),
+                    ("channels_last + compile", {**CL, **COMPILE}, (1e-4, 0.02)), ("DDP (gloo)", {}, (1e-6, 1e-5))]
+    r = Results()
+    for label, overrides, tolerance in settings:
+        r.rows.append(one_setting(s, r, label, overrides, tolerance))
+        print(f"gpu_check: {label} done ({time.perf_counter() - s.started:.0f} s)", flush=True)
+    print_summary(s, r)
+    checks = (("fine-tune", lambda: check_finetune(s.data, work / "finetune", s.device, small, s.workers)),
+              ("extraction", lambda: check_extraction(s.data, r.encoder, s.device, small, s.workers)),
+              (REFUSED[0], lambda: check_refused(s.config(REFUSED[1]), s.device, work / "runs" / "refused")),
+              ("second process-group member", lambda: check_two_gpus(s.data, work, s.videos)))
+    failed = any(row.problems for row in r.rows) or any("FAIL" in n for n in r.notes)
+    for label, fn in checks:
         try:
             result = fn()
         except Exception as err:  # noqa: BLE001 - reported in the table's notes, the run goes on
             result = f"FAIL: {_describe(err)}"
         print(f"{label}: {result}", flush=True)
         failed |= "FAIL" in result
-    failed |= any(r.problems for r in rows) or any("FAIL" in n for n in notes)
-    print(f"gpu_check: {'FAILED' if failed else 'all checks passed'} in {time.perf_counter() - started:.0f} s")
+    print(f"gpu_check: {'FAILED' if failed else 'all checks passed'} in {time.perf_counter() - s.started:.0f} s")
     return 1 if failed else 0
 
 

@@ -3,21 +3,11 @@ rules around the optimizer step, behind the small interface the generic engine
 (``mlfo.train.engine``) runs. The engine knows data loaders, optimizers, precision, DDP,
 checkpoints and logs; everything that makes the run *MLFO* is here.
 
-The interface (a ``torch.nn.Module``, so DDP wraps it and its state dict is the model's
-plus the prototype queue's):
-
-- ``min_frames``: a training video needs more frames than this (the three-clip span 2T);
-- ``train_dataset(records)``: the keyed dataset of uint8 training items;
-- ``prepare(batch, epoch, device)``: a collated batch -> the model input on the device
-  (colour augmentation keyed per video, normalisation);
-- ``forward(inputs, epoch) -> (total loss, {name: float})``: one training step's loss;
-- ``before_forward(epoch, step)`` / ``before_optimizer_step(epoch)``: prototype rows are
-  re-normalised before every step, and their gradient is dropped while they are frozen;
-- ``gradient_phase(epoch)``: equal for epochs whose steps reach the same parameters (DDP
-  is re-wrapped where it changes, ``mlfo.train.parallel``); ``compile()``: what
-  ``train.compile`` compiles;
-- ``encoder`` / ``encoder_state(state)``: the backbone to export, from a live method or
-  a checkpoint's ``method`` state dict.
+The interface it implements is ``mlfo.train.interface.Method``; here ``extra_state`` is
+the resolved config, the encoder's architecture and the digests of the training videos'
+names (``trained_on``, carried into the exported encoder), and a resume with changed
+settings is named. ``encoder`` / ``encoder_state(state)``: the backbone to export, from a
+live method or a checkpoint's ``method`` state dict.
 
 Where each paper component lives: docs/design.md.
 """
@@ -26,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 from torch import nn
 
-from mlfo.config import Config, DataConfig
+from mlfo.config import Config, DataConfig, diff_configs, to_dict
+from mlfo.data.provenance import video_digests
 from mlfo.data.datasets import ThreeClipDataset
 from mlfo.data.sampling import mlfo_min_frames
 from mlfo.data.transforms import ColorAugment, normalize_clips
@@ -40,6 +32,9 @@ from mlfo.train.seeding import derive_seed
 # Keys the colour stream is derived from, so it never collides with the dataset's own.
 _COLOR_STREAM = "colour"
 _BACKBONE = "model.backbone."  # where the encoder's tensors sit in the method's state dict
+# Settings a resume may change without a word (where the run goes and how long it lasts).
+_RESUME_MAY_CHANGE = ("train.out_dir", "train.max_steps", "train.epochs", "train.progress", "train.dist_timeout_min",
+                      "checkpoint.finite_check_steps")
 
 
 def _float32(out: MLFOOutput) -> MLFOOutput:
@@ -83,6 +78,7 @@ class MLFOMethod(nn.Module):
         self.model = MLFOModel(backbone, cfg.model, reversed_copies=cfg.objective.uses_reversed_clips())
         self.objective = MLFOObjective(cfg.objective, cfg.model.num_prototypes)
         self.color = build_color_augment(cfg.data)
+        self.trained_on = np.zeros(0, dtype=np.int64)  # identity digests of the training videos
 
     # -- data ------------------------------------------------------------------------------
 
@@ -92,6 +88,7 @@ class MLFOMethod(nn.Module):
 
     def train_dataset(self, records) -> ThreeClipDataset:
         d = self.cfg.data
+        self.trained_on = video_digests(records)  # (N + 1,) int64, mlfo.data.provenance
         return ThreeClipDataset(records, clip_len=d.clip_len, r_max=d.r_max, crop_size=d.crop_size,
                                 crop_scale=tuple(d.crop_scale), backend=d.backend, seed=self.cfg.train.seed,
                                 decode_size=d.decode_size, decode_device=d.decode_device)
@@ -109,6 +106,9 @@ class MLFOMethod(nn.Module):
                           for index in batch["index"].tolist()]  # CPU: no device synchronisation
             out = self.color(flat, generators)  # (3B, 3, T, S, S)
         return out.unflatten(0, clips.shape[:2]).transpose(0, 1).contiguous()  # (3 clips, B, 3, T, S, S)
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.parameters()), "lr": self.cfg.optim.lr}]
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -142,6 +142,19 @@ class MLFOMethod(nn.Module):
         queue's fill is a host number (a new value each step), and the prototype queue
         replaces its buffer: all graph breaks or recompiles inside a compiled region."""
         self.model.compile(*args, **kwargs)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def extra_state(self) -> dict:
+        return {"config": to_dict(self.cfg), "encoder_arch": self.encoder.arch,
+                "trained_on": torch.from_numpy(self.trained_on)}
+
+    def load_extra_state(self, state: dict, path) -> list[str]:
+        """Names the changed settings; a resume may bring new videos (``trained_on`` grows)."""
+        changed = [k for k in diff_configs(state.get("config", {}), to_dict(self.cfg)) if k not in _RESUME_MAY_CHANGE]
+        if isinstance(state.get("trained_on"), torch.Tensor):
+            self.trained_on = np.union1d(self.trained_on, state["trained_on"].numpy()).astype(np.int64)
+        return [f"mlfo: resuming with changed settings: {', '.join(changed)}"] if changed else []
 
     # -- export --------------------------------------------------------------------------------
 

@@ -79,14 +79,35 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+ENGINE = [PACKAGE / "train" / "engine.py", PACKAGE / "train" / "interface.py"]
+
+
 @pytest.mark.parametrize("word", ["prototype", "queue", "graph", "sinkhorn", "reversed", "objective",
-                                  "mlfo_model", "MLFO", "timestamp", "motion"])
+                                  "mlfo_model", "MLFO", "timestamp", "motion", "backbone", "encoder",
+                                  "cfg.data.", "cfg.train.", "cfg.optim.", "cfg.checkpoint."])
 def test_the_engine_names_no_method_concept(word):
-    text = (PACKAGE / "train" / "engine.py").read_text().replace("MLFOError", "")
-    if word.isupper():  # the method's name, not the package's (``mlfo.method``)
-        assert word not in text, f"mlfo/train/engine.py mentions {word!r}"
-    else:
-        assert word.lower() not in text.lower(), f"mlfo/train/engine.py mentions {word!r}"
+    for path in ENGINE:
+        text = path.read_text().replace("MLFOError", "")
+        if word.isupper():  # the method's name, not the package's (``mlfo.method``)
+            assert word not in text, f"{path.name} mentions {word!r}"
+        else:
+            assert word.lower() not in text.lower(), f"{path.name} mentions {word!r}"
+
+
+def test_the_engine_takes_no_mlfo_config():
+    """It imports nothing of MLFO's config, method, losses or models, and its Trainer is
+    configured by its own TrainerConfig."""
+    import inspect
+
+    from mlfo.train.engine import Trainer
+    from mlfo.train.interface import TrainerConfig
+
+    graph = import_graph()
+    for module in ("mlfo.train.engine", "mlfo.train.interface"):
+        forbidden = {m for m in graph[module] if m.split(".")[1] in ("config", "method", "losses", "models")}
+        assert not forbidden, f"{module} imports {forbidden}"
+    assert inspect.signature(Trainer).parameters["cfg"].annotation in ("TrainerConfig", TrainerConfig)
+    assert not {"data", "train", "optim", "backbone", "objective"} & set(TrainerConfig.__dataclass_fields__)
 
 
 def test_reversed_negatives_is_one_switch():

@@ -44,6 +44,8 @@ examples:
   mlfo eval finetune encoder.safetensors /data/UCF-101 ft/ucf --fmt ucf101 --split-dir /data/ucfTrainTestlist --split 1
   mlfo eval finetune encoder.safetensors mlfo-demo-data ft/frozen --freeze-backbone   # linear probe, end to end
   mlfo eval finetune encoder.safetensors mlfo-demo-data ft/demo --resume auto         # continue a killed run
+  torchrun --nproc_per_node 8 -m mlfo.cli eval finetune encoder.safetensors /data/UCF-101 ft/ucf8 --fmt ucf101 --split-dir /data/ucfTrainTestlist --split 1 --batch-size 8 --amp bf16
+      # 8 GPUs x 8 clips per step; each GPU scores its eighth of the test videos
 """
 
 
@@ -138,6 +140,7 @@ def register(subparsers) -> None:
     add_flags(ft, ViewConfig, defaults={"crop_mode": "three"}, title=_views_title())
     add_flags(ft, FinetuneConfig, exclude=("seed", "num_workers", "device"), title="training")
     ft.add_argument("--resume", default="auto", help="auto (default): continue OUT/last.pt; never; or a path")
+    ft.add_argument("--overwrite", action="store_true", help="start again in an OUT that holds a fine-tune")
     ft.add_argument("--no-plots", action="store_true", help="skip the confusion-matrix PNG")
     ft.set_defaults(func=run_finetune)
 
@@ -212,7 +215,8 @@ def run_finetune(args) -> int:
 
     cfg = from_flags(FinetuneConfig, args, seed=args.seed, num_workers=args.workers, device=args.device)
     evaluate_finetune(args.checkpoint, args.data, args.out, cfg, from_flags(ViewConfig, args),
-                      from_flags(EvalData, args), resume=args.resume, progress=not args.quiet,
+                      from_flags(EvalData, args), resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.quiet,
                       plots=not args.no_plots, **_encoder(args))
     return 0
 

@@ -91,6 +91,9 @@ class CheckpointConfig:
     every_steps: int = 0
     every_epochs: int = 10
     keep: int = 3
+    # BatchNorm statistics are checked for NaN/inf before every save and every this many
+    # steps (0: only before saves); see docs/design.md, "Where the engine synchronises".
+    finite_check_steps: int = 100
 
 
 @dataclass
@@ -133,7 +136,7 @@ class Config:
 _AT_LEAST_ONE = ("data.clip_len", "data.crop_size", "data.batch_size", "data.r_max", "train.epochs",
                  "data.prefetch_factor")
 _NON_NEGATIVE = ("data.num_workers", "train.max_steps", "checkpoint.every_steps", "checkpoint.every_epochs",
-                 "checkpoint.keep", "optim.weight_decay", "optim.warmup_epochs", "data.color_strength",
+                 "checkpoint.finite_check_steps", "checkpoint.keep", "optim.weight_decay", "optim.warmup_epochs", "data.color_strength",
                  "data.color_hue", "data.color_ramp_steps")
 
 

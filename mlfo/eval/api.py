@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from mlfo.data import provenance
 from mlfo.data.splits import EvalData
-from mlfo.distributed import DistContext, init_distributed, launched_by_torchrun, leads_its_node, teardown
+from mlfo.distributed import DistContext, barrier, init_distributed, launched_by_torchrun, leads_its_node, teardown
 from mlfo.errors import MLFOError
 from mlfo.eval.aggregate import group_masks, num_classes, per_group
 from mlfo.eval.cards import assemble_card, print_cards, write_card
@@ -150,55 +150,100 @@ def evaluate_finetune(
     arch: str | None = None,
     name: str | None = None,
     resume: str = "auto",
+    overwrite: bool = False,
     progress: bool = True,
     plots: bool = True,
 ) -> list[dict]:
     """Fine-tune the encoder and each baseline on every split's train part, test once on its
     test part; one card per encoder (``<out>/<label>.card.json``, baselines under
-    ``<out>/baselines/<key>``)."""
+    ``<out>/baselines/<key>``). Under torchrun every rank trains and tests its shard; rank 0
+    writes the cards (the other ranks return [])."""
     cfg, data_cfg = cfg or FinetuneConfig(), data_cfg or EvalData()
     views = views or ViewConfig(clip_len=cfg.clip_len, frame_step=cfg.frame_step, crop_size=cfg.crop_size,
                                 resize=max(128, cfg.crop_size), crop_mode="three")
-    main, others = _encoders(checkpoint, baselines, arch, cfg.seed, name)
-    parts, classes, groups, _ = data_cfg.resolve(data, progress=progress)
-    out = Path(out)
-    label = "linear-e2e" if cfg.freeze_backbone else "finetune"
-    pairs = pair_parts(parts)
-    n_classes = num_classes(classes, np.array([r.label for p in parts for r in p.records]))
-    cards = []
-    for enc in [main] + others:
-        root = out if enc.key == "main" else out / BASELINES_DIR / enc.key
+    ctx = init_distributed(cfg.device or "auto")
+    ok = False
+    try:
+        main, others = _encoders(checkpoint, baselines, arch, cfg.seed, name)
+        parts, classes, groups, _ = in_turn(ctx, lambda: data_cfg.resolve(data, progress=progress and ctx.is_main))
+        run = _FinetuneRun(cfg, views, data_cfg.backend, parts, classes, groups, ctx,
+                           dict(resume=resume, overwrite=overwrite, progress=progress), plots)
+        cards = [run.card(enc, Path(out) if enc.key == "main" else Path(out) / BASELINES_DIR / enc.key)
+                 for enc in [main] + others]
+        if ctx.is_main:
+            print_cards(cards)
+        ok = True
+        return cards if ctx.is_main else []
+    finally:
+        if ok:
+            teardown(ctx)
+        elif ctx.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def in_turn(ctx, fn):
+    """``fn()`` in rank 0 first, then in the other ranks (which read what it cached)."""
+    result = fn() if ctx.is_main else None
+    barrier(ctx)
+    return result if ctx.is_main else fn()
+
+
+class _FinetuneRun:
+    """One fine-tuning protocol over the splits of one dataset; ``card(enc, root)`` runs it
+    for one encoder (every rank) and returns its card (rank 0; None elsewhere)."""
+
+    def __init__(self, cfg, views, backend, parts, classes, groups, ctx, options: dict, plots: bool):
+        self.cfg, self.views, self.backend, self.ctx = cfg, views, backend, ctx
+        self.options, self.plots = options, plots
+        self.parts, self.classes, self.groups = parts, classes, groups
+        self.label = "linear-e2e" if cfg.freeze_backbone else "finetune"
+        self.pairs = pair_parts(parts)
+        self.n_classes = num_classes(classes, np.array([r.label for p in parts for r in p.records]))
+
+    def _say(self, text: str) -> None:
+        if self.ctx.is_main:
+            print(text)
+
+    def _split(self, enc, split: str, train_part, test_part, run_dir: Path):
+        where = f"{enc.info['name']}{' ' + split if split else ''}"
+        self._say(f"{self.label}: {where} -> {run_dir}")
+        notes = _finetune_notes(enc, train_part.records, test_part.records)
+        if notes.card():
+            self._say(notes_line(where, notes))
+        backbone = copy.deepcopy(enc.module)  # every split starts from the same weights
+        res = finetune(backbone, train_part.records, test_part.records, self.n_classes, run_dir, self.cfg,
+                       self.views, backend=self.backend, encoder_info=enc.info, ctx=self.ctx, **self.options)
+        if res is not None and self.plots:
+            confusion_matrix_plot(res.labels, res.probabilities.argmax(1),
+                                  self.classes or [str(i) for i in range(self.n_classes)],
+                                  run_dir / f"{self.label}_confusion.png",
+                                  title=f"{enc.info['name']}: {self.label} confusion (rows: true class)")
+        return res, notes.card()
+
+    def card(self, enc, root: Path) -> dict | None:
         per_split, details, group_results, caveats = {}, {}, {}, {}
-        for split, (train_part, test_part) in pairs.items():
-            run_dir = root / split if split else root
-            print(f"{label}: {enc.info['name']}{' ' + split if split else ''} -> {run_dir}")
-            notes = _finetune_notes(enc, train_part.records, test_part.records)
-            if notes.card():
-                caveats[split or "default"] = notes.card()
-                print(notes_line(f"{enc.info['name']}{' ' + split if split else ''}", notes))
-            backbone = copy.deepcopy(enc.module)  # every split starts from the same weights
-            res = finetune(backbone, train_part.records, test_part.records, n_classes, run_dir, cfg, views,
-                           resume=resume, backend=data_cfg.backend, progress=progress, encoder_info=enc.info)
+        for split, (train_part, test_part) in self.pairs.items():
+            res, caveat = self._split(enc, split, train_part, test_part, root / split if split else root)
             key = split or "default"
+            if caveat:
+                caveats[key] = caveat
+            if res is None:
+                continue
             per_split[key] = res.metrics
             details[key] = {"history": res.history, "skipped_test": res.skipped_test,
                             "n_train": len(train_part.records), "n_test": len(res.labels)}
-            masks = group_masks(res.labels, classes, groups)
+            masks = group_masks(res.labels, self.classes, self.groups)
             group_results[key] = per_group(masks, lambda m: topk_accuracy(res.probabilities[m], res.labels[m]))
-            if plots:
-                confusion_matrix_plot(res.labels, res.probabilities.argmax(1),
-                                      classes or [str(i) for i in range(n_classes)],
-                                      run_dir / f"{label}_confusion.png",
-                                      title=f"{enc.info['name']}: {label} confusion (rows: true class)")
-        protocol = dict(cfg.to_dict(), test_views=views.to_dict(),
+        if not self.ctx.is_main:
+            return None
+        protocol = dict(self.cfg.to_dict(), test_views=self.views.to_dict(),
                         selection="none: the model after the last epoch is tested once",
                         test="mean softmax over every view (clips x crops) of each test video")
-        card = assemble_card(label, label, enc.info, per_split, protocol, dict(next(iter(pairs.values()))[0].info),
+        card = assemble_card(self.label, self.label, enc.info, per_split, protocol,
+                             dict(next(iter(self.pairs.values()))[0].info),
                              groups=group_results, caveats=caveats, extra={"training": details})
-        print(f"card: {write_card(card, root, label)}")
-        cards.append(card)
-    print_cards(cards)
-    return cards
+        print(f"card: {write_card(card, root, self.label)}")
+        return card
 
 
 def _finetune_notes(enc, train_records, test_records) -> LabelNotes:

@@ -1,4 +1,7 @@
-"""Full fine-tuning (and the frozen end-to-end linear probe) of an encoder on labelled videos.
+"""Full fine-tuning (and the frozen end-to-end linear probe) of an encoder on labelled
+videos, as a classifier method on the training engine (``mlfo.train.engine``): it runs
+under ``torchrun`` like pretraining, with AMP, compile, the run-folder lock, finite
+checks, exact resume across world and batch sizes, progress, metrics.jsonl and TensorBoard.
 
 Training: one random clip per video and epoch, random resized crop + horizontal flip,
 dropout before a linear classifier, SGD with a cosine schedule and a lower learning rate
@@ -7,35 +10,34 @@ backbone stays fixed (BatchNorm statistics too) and only BN + linear on its pool
 feature learns: the linear probe with training-time augmentation.
 
 Testing: once, after the last epoch (no epoch is picked by looking at test), averaging
-the softmax over every view (clips x crops) of each test video.
-
-Resumable through the checkpoint module pretraining uses: ``<out>/last.pt`` is written
-atomically after every epoch with the model, optimizer, schedule position, RNG state and
-config; ``resume="auto"`` continues from it.
+the softmax over every view (clips x crops) of each test video. The test videos are
+sharded across the ranks (rank r scores videos r, r + W, ...; each exactly once) and
+rank 0 gathers the predictions in index order.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from mlfo.data.datasets import RandomClipDataset
-from mlfo.data.loading import ResumableDistributedSampler, SkipLog, batch_size_of, build_loader
 from mlfo.data.transforms import normalize_clips
+from mlfo.distributed import DistContext, all_gather_objects, resolve_device
 from mlfo.errors import MLFOError
 from mlfo.eval.extract import compute_features
 from mlfo.eval.knn import topk_accuracy
 from mlfo.eval.views import ViewConfig
 from mlfo.train import checkpoint as ckpt_io
-from mlfo.train.optim import build_optimizer, lr_factor, set_learning_rates
-from mlfo.train.seeding import get_rng_state, set_rng_state
+from mlfo.train.engine import Trainer, TrainerConfig
+from mlfo.train.metrics_log import read_metrics
+from mlfo.train.run_folder import claim_on_rank_0
 
 
 @dataclass
@@ -57,16 +59,29 @@ class FinetuneConfig:
         "help": "random resized crop area range"})
     freeze_backbone: bool = field(default=False, metadata={
         "help": "frozen end-to-end linear probe: train only BN + linear on augmented clips"})
+    amp: Literal["off", "bf16", "fp16"] = field(default="off", metadata={"help": "autocast (GPU only)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the classifier"})
+    checkpoint_steps: int = field(default=0, metadata={
+        "help": "also write last.pt every N steps (0: after every epoch only)"})
     seed: int = 0
     num_workers: int = 0
     device: str | None = None
 
     def to_dict(self) -> dict:
+        """The settings that define the result (a resume must keep them; the card shows them)."""
         d = asdict(self)
         d["crop_scale"] = list(self.crop_scale)
-        d.pop("num_workers")
-        d.pop("device")
+        for runtime in ("num_workers", "device", "amp", "compile", "checkpoint_steps"):
+            d.pop(runtime)
         return d
+
+    def trainer(self, name: str, progress: bool) -> TrainerConfig:
+        """The engine's settings: SGD, cosine after a warmup of at most half the run."""
+        return TrainerConfig(
+            epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, name=name, optimizer="sgd",
+            weight_decay=self.weight_decay, momentum=self.momentum, schedule="cosine",
+            warmup_epochs=min(self.warmup_epochs, self.epochs / 2), amp=self.amp, compile=self.compile,
+            num_workers=self.num_workers, every_steps=self.checkpoint_steps, progress=progress)
 
 
 class ClipClassifier(nn.Module):
@@ -98,6 +113,71 @@ class ClipClassifier(nn.Module):
         return self.head(feats)
 
 
+class ClassifierMethod(nn.Module):
+    """The classifier as the engine's method (``mlfo.train.interface.Method``): cross-entropy
+    on one random clip per video; the fine-tuning config and the class count travel in the
+    checkpoint, and a resume with others is refused."""
+
+    min_frames = 0  # a shorter video repeats its last frame
+
+    def __init__(self, backbone: nn.Module, num_classes: int, cfg: FinetuneConfig, backend: str = "auto",
+                 encoder_info: dict | None = None):
+        super().__init__()
+        self.model = ClipClassifier(backbone, num_classes, cfg.dropout, cfg.freeze_backbone)
+        self.cfg, self.num_classes, self.backend = cfg, num_classes, backend
+        self.encoder_info = encoder_info or {}
+
+    def train_dataset(self, records) -> RandomClipDataset:
+        c = self.cfg
+        return RandomClipDataset(records, c.clip_len, c.frame_step, c.crop_size, c.crop_scale, self.backend, c.seed)
+
+    def param_groups(self) -> list[dict]:
+        groups = [{"params": list(self.model.head.parameters()), "lr": self.cfg.lr}]
+        if not self.cfg.freeze_backbone:
+            groups.append({"params": list(self.model.backbone.parameters()),
+                           "lr": self.cfg.lr * self.cfg.backbone_lr_mult})
+        return groups
+
+    def prepare(self, batch: dict, epoch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 clips (B, T, S, S, 3) -> float (B, 3, T, S, S) normalised, labels (B,)."""
+        return (normalize_clips(batch["clip"].to(device, non_blocking=True)),
+                batch["label"].to(device, non_blocking=True))
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor], epoch: int) -> tuple[torch.Tensor, dict]:
+        x, y = inputs
+        logits = self.model(x)  # (B, num_classes)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        top1 = (logits.detach().argmax(1) == y).float().mean() * 100
+        return loss, {"acc/top1": top1}  # left on the device: the engine reads it with the loss
+
+    def before_forward(self, epoch: int, step: int) -> None:
+        pass
+
+    def before_optimizer_step(self, epoch: int) -> None:
+        pass
+
+    def gradient_phase(self, epoch: int) -> int:
+        return 0  # every step reaches the same parameters
+
+    def compile(self, *args, **kwargs) -> None:
+        self.model.compile(*args, **kwargs)
+
+    def extra_state(self) -> dict:
+        return {"config": self.cfg.to_dict(), "num_classes": self.num_classes, "encoder": self.encoder_info}
+
+    def load_extra_state(self, state: dict, path) -> list[str]:
+        """Refuses another config or class count; the batch may change (with the number of
+        processes: the engine continues at the next sample and says so)."""
+        def settings(config) -> dict:
+            return {k: v for k, v in (config or {}).items() if k != "batch_size"}
+
+        same = settings(state.get("config")) == settings(self.cfg.to_dict())
+        if not same or state.get("num_classes") != self.num_classes:
+            raise MLFOError(f"{path}: was written with another fine-tuning config; use another --out "
+                            "or --overwrite")
+        return []
+
+
 @dataclass
 class FinetuneResult:
     metrics: dict[str, float]
@@ -107,17 +187,44 @@ class FinetuneResult:
     skipped_test: list[str] = field(default_factory=list)
 
 
-def _resume(path: Path, cfg: FinetuneConfig, num_classes: int, model, optimizer) -> tuple[int, list]:
-    state = ckpt_io.load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU
-    if state.get("config") != cfg.to_dict() or state.get("num_classes") != num_classes:
-        raise MLFOError(f"{path}: was written with another fine-tuning config; use another --out "
-                        "or --resume never")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    set_rng_state(state["rng"])
-    epoch = int(state["epoch"])
-    print(f"resumed from {path} (epoch {epoch}/{cfg.epochs})")
-    return epoch, list(state["history"])
+
+def _history(out_dir: Path) -> list[dict]:
+    """Per epoch: the training loss and top-1 (means over its videos) and the skipped videos,
+    from metrics.jsonl (truncated to the checkpoint on resume, so a resumed run's is exact)."""
+    history: dict[int, dict] = {}
+    for row in read_metrics(out_dir) if (out_dir / "metrics.jsonl").is_file() else []:
+        h = history.setdefault(row["epoch"], {"epoch": row["epoch"] + 1, "loss": 0.0, "top1": 0.0, "n": 0,
+                                              "skipped": 0})
+        h["loss"] += row["loss"] * row["videos"]
+        h["top1"] += row["acc/top1"] * row["videos"]
+        h["n"] += row["videos"]
+        h["skipped"] += row["skipped"]
+    return [{"epoch": h["epoch"], "train_loss": h["loss"] / h["n"], "train_top1": h["top1"] / h["n"],
+             "skipped": h["skipped"]} for _, h in sorted(history.items())]
+
+
+def score_test_videos(model: nn.Module, records: Sequence, views: ViewConfig, ctx: DistContext, *,
+                     batch_size: int, num_workers: int, backend: str, progress: bool):
+    """Mean softmax over every view of each test video, sharded across ranks: rank r scores
+    videos r, r + W, ... once each. Rank 0 gets (probabilities (N, C), record indices (N,),
+    skipped paths) in index order; the other ranks get None."""
+    shard = list(range(ctx.rank, len(records), ctx.world_size))
+    probs, kept, skipped = np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
+    if shard:
+        scorer = nn.Sequential(model, nn.Softmax(dim=1)).eval()
+        res = compute_features({"model": scorer}, views.dataset([records[i] for i in shard], backend=backend),
+                               batch_size=max(batch_size, 1), views_per_video=views.views_per_video,
+                               num_workers=num_workers, device=ctx.device, progress=progress and ctx.is_main,
+                               desc="finetune test")
+        probs, kept = res.features["model"]["high"], np.asarray(shard, dtype=np.int64)[res.kept]
+        skipped = [s["path"] for s in res.skipped]
+    parts = all_gather_objects(ctx, (probs, kept, skipped))
+    if not ctx.is_main:
+        return None
+    kept = np.concatenate([p[1] for p in parts])
+    probs = np.concatenate([p[0] for p in parts if len(p[1])]) if len(kept) else probs
+    order = np.argsort(kept, kind="stable")
+    return probs[order], kept[order], sorted(p for part in parts for p in part[2])
 
 
 def finetune(
@@ -130,84 +237,38 @@ def finetune(
     test_views: ViewConfig,
     *,
     resume: str | None = "auto",
+    overwrite: bool = False,
     backend: str = "auto",
     progress: bool = True,
     encoder_info: dict | None = None,
-) -> FinetuneResult:
-    """Train ``backbone`` + classifier on ``train_records``; test once on ``test_records``."""
-    from tqdm.auto import tqdm
-
+    ctx: DistContext | None = None,
+) -> FinetuneResult | None:
+    """Train ``backbone`` + classifier on ``train_records``; test once on ``test_records``.
+    Every rank of ``ctx`` (default: this process alone) calls it; rank 0 gets the result."""
+    ctx = ctx or DistContext(device=resolve_device(cfg.device or "auto"))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(cfg.seed)
-    model = ClipClassifier(backbone, num_classes, cfg.dropout, cfg.freeze_backbone).to(device)
-    groups = [{"params": list(model.head.parameters()), "lr": cfg.lr}]
-    if not cfg.freeze_backbone:
-        groups.append({"params": list(model.backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_mult})
-    optimizer = build_optimizer("sgd", groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-
-    dataset = RandomClipDataset(train_records, cfg.clip_len, cfg.frame_step, cfg.crop_size, cfg.crop_scale,
-                                backend, cfg.seed)
-    # One shuffle per epoch, seeded by (seed, epoch); keys carry the epoch to the workers.
-    sampler = ResumableDistributedSampler(dataset, num_replicas=1, rank=0, seed=cfg.seed * 1000)
-    loader = build_loader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                          drop_last=len(dataset) > cfg.batch_size, pin_memory=device.type == "cuda")
-    batches_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
-    total_steps = cfg.epochs * batches_per_epoch
-    warmup_steps = min(cfg.warmup_epochs * batches_per_epoch, total_steps // 2)
-
-    start_epoch, history = 0, []
-    ckpt_path = out_dir / ckpt_io.LAST
-    found = ckpt_io.find_resume_path(resume, out_dir)
-    if found is not None:
-        start_epoch, history = _resume(found, cfg, num_classes, model, optimizer)
-
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        bar = tqdm(loader, desc=f"finetune epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress,
-                   dynamic_ncols=True)
-        skips = SkipLog(dataset.records, write=bar.write)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for i, batch in enumerate(bar):
-            skips.add(batch["skipped"])
-            if batch_size_of(batch) < 2:
-                continue
-            step = epoch * batches_per_epoch + i
-            set_learning_rates(optimizer, base_lrs, lr_factor(step, total_steps, warmup=warmup_steps))
-            x = normalize_clips(batch["clip"].to(device, non_blocking=True))
-            y = batch["label"].to(device)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}",
-                            lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        bar.close()
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                        "train_top1": 100 * correct / max(seen, 1), "skipped": len(skips)})
-        ckpt_io.atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "epoch": epoch + 1, "history": history, "config": cfg.to_dict(),
-                                   "num_classes": num_classes, "encoder": encoder_info or {},
-                                   "rng": get_rng_state()},  # dropout draws continue exactly
-                                  ckpt_path)
-
-    # Multi-view test: mean softmax over every clip x crop view of each video.
-    model.eval()
-    scorer = nn.Sequential(model, nn.Softmax(dim=1))
-    test_ds = test_views.dataset(test_records, backend=backend)
-    res = compute_features({"model": scorer}, test_ds, batch_size=max(cfg.batch_size, 1),
-                           views_per_video=test_views.views_per_video, num_workers=cfg.num_workers,
-                           device=device, progress=progress, desc="finetune test")
-    probs = res.features["model"]["high"]
-    labels = np.array([test_records[i].label for i in res.kept], dtype=np.int64)
+    folder = trainer = None
+    try:
+        folder = claim_on_rank_0(ctx, out_dir, resume, overwrite)
+        name = f"{'frozen-backbone probe' if cfg.freeze_backbone else 'fine-tuning'} "
+        trainer = Trainer(cfg.trainer(name + (encoder_info or {}).get("name", "an encoder"), progress), ctx,
+                          lambda: ClassifierMethod(backbone, num_classes, cfg, backend, encoder_info),
+                          lambda method: list(train_records), out_dir)
+        found = ckpt_io.find_resume_path(resume, out_dir)
+        if found is not None:
+            trainer.resume(found)
+        trainer.fit()
+        tested = score_test_videos(trainer.method.model, test_records, test_views, ctx, batch_size=cfg.batch_size,
+                                  num_workers=cfg.num_workers, backend=backend, progress=progress)
+        trainer.parallel.release()
+    finally:
+        del trainer
+        if folder is not None:
+            folder.release()
+    if tested is None:
+        return None
+    probs, kept, skipped = tested
+    labels = np.array([test_records[i].label for i in kept], dtype=np.int64)
     if len(labels) == 0:
         raise MLFOError("finetune: every test video failed to decode")
-    metrics = topk_accuracy(probs, labels)
-    return FinetuneResult(metrics, probs, labels, history, [s["path"] for s in res.skipped])
+    return FinetuneResult(topk_accuracy(probs, labels), probs, labels, _history(out_dir), skipped)

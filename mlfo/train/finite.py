@@ -2,10 +2,11 @@
 
 A loss can stay finite while the state under it is not: with a huge learning rate,
 BatchNorm normalises exploding activations, so the loss looks fine while the running
-variances reach inf. The engine therefore checks the normalisation statistics after
-every step (cheap: a few dozen small tensors, one device sync) and, before any save,
-every parameter, buffer and optimizer-state tensor, so that a checkpoint it writes is
-finite; ``GoodCheckpoints`` says which of them a stop may call good.
+variances reach inf. The engine therefore checks the normalisation statistics before
+every save and every ``finite_check_steps`` steps (a few dozen small tensors: one device
+sync and one all-reduce, not paid at every step) and, before any save, every parameter,
+buffer and optimizer-state tensor, so that a checkpoint it writes is finite;
+``GoodCheckpoints`` says which of them a stop may call good.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def describe(names: list[str], limit: int = 3) -> str:
 
 class GoodCheckpoints:
     """Which checkpoints of this run are known good: finite when written (``save``
-    refuses others) and followed by a step that stayed finite. A finite state can still
+    refuses others) and followed by a passed check of the statistics. A finite state can still
     be ruined (weights of 1e27 after one huge update): the step after it fails, and
     resuming it would fail the same way, so a stop names it as such, not as good."""
 

@@ -8,6 +8,14 @@ its first step and trusts that set afterwards. The set changes only where the me
 says (``gradient_phase(epoch)``: epochs of equal phase give gradients to the same
 parameters, e.g. heads whose loss starts late), and the wrap is rebuilt there, so DDP
 never searches again within a phase.
+
+Buffers are not broadcast at every step (``forward_sync_buffers=False``): training never
+reads another rank's buffers. BatchNorm in training mode normalises with batch
+statistics, and only rank 0's running statistics are saved; the method's other buffers
+(MLFO's prototype queue) are identical on every rank by construction. Rank 0's own
+computation is the same either way (a broadcast from rank 0 leaves its buffers alone).
+Where every rank must hold the same model - the evaluation after a fine-tune, which
+uses the running statistics - ``broadcast_buffers`` copies rank 0's once.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import gc
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from mlfo.distributed import DistContext
@@ -54,7 +63,8 @@ class ParallelMethod:
             self.release()  # one reducer at a time: the old one's hooks go with it
             device = self.ctx.device
             self._ddp = nn.parallel.DistributedDataParallel(
-                self.method, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True)
+                self.method, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True,
+                forward_sync_buffers=False)
             self._phase = phase
         return self._ddp
 
@@ -62,3 +72,11 @@ class ParallelMethod:
         """Drop the DDP wrapper (its reducer and buffers) now, not at some later collection."""
         self._ddp = None
         gc.collect()
+
+
+def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Every rank's buffers := rank 0's (one broadcast per buffer; nothing in one process)."""
+    if not (ctx.distributed and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)

@@ -1,20 +1,64 @@
 """``pretrain(cfg)``: MLFO pretraining in this process, joining torchrun's process group
-when launched by it. The engine is generic; this is where it meets the MLFO method."""
+when launched by it. The engine is generic; this is where it meets the MLFO method: MLFO's
+``Config`` becomes the engine's ``TrainerConfig``, its data the training records."""
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
+from pathlib import Path
 
 import torch.distributed as dist
 
-from mlfo.config import Config
-from mlfo.distributed import all_reduce_min, init_distributed, teardown
+from mlfo.config import Config, save_config
+from mlfo.distributed import DistContext, init_distributed, teardown
 from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
-from mlfo.train.engine import Trainer, TrainResult
-from mlfo.train.indexing import index_training_data
-from mlfo.train.run_folder import claim_run_folder
+from mlfo.train.engine import Trainer, TrainerConfig, TrainResult, check_runtime
+from mlfo.train.indexing import index_training_data, load_training_index
+from mlfo.train.run_folder import claim_on_rank_0
+from mlfo.train.skip_report import report_unusable
+
+
+def trainer_config(cfg: Config) -> TrainerConfig:
+    """MLFO's settings as the engine's: the run, the optimizer, the loader, the saves."""
+    t, o, d, c = cfg.train, cfg.optim, cfg.data, cfg.checkpoint
+    return TrainerConfig(
+        epochs=t.epochs, batch_size=d.batch_size, seed=t.seed, max_steps=t.max_steps,
+        name=f"pretraining {cfg.backbone.name}", optimizer=o.name, weight_decay=o.weight_decay,
+        momentum=o.momentum, schedule=o.schedule, warmup_epochs=o.warmup_epochs, milestones=o.lr_decay_epochs,
+        decay=o.lr_decay_factor, amp=t.amp, channels_last=t.channels_last, compile=t.compile, sync_bn=t.sync_bn,
+        freeze_bn=t.freeze_bn, num_workers=d.num_workers, pin_memory=d.pin_memory,
+        persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor, every_steps=c.every_steps,
+        max_skipped_share=d.max_skipped_share, data_name=str(d.train),
+        every_epochs=c.every_epochs, keep=c.keep, finite_check_steps=c.finite_check_steps, progress=t.progress,
+        tensorboard=t.tensorboard)
+
+
+def _training_records(cfg: Config, ctx: DistContext, out_dir: Path, index, method: MLFOMethod) -> list:
+    """The usable training videos (unusable ones reported by rank 0). Every node leader
+    indexed before joining the group; the others read its cache here, in this process (no
+    pool forked once communicators exist)."""
+    d = cfg.data
+    index = index if index is not None else load_training_index(d, progress=False, workers=1)
+    records = index.usable(min_frames=method.min_frames)
+    if ctx.is_main:
+        report_unusable(index, method.min_frames, out_dir, d.train)
+    if len(records) < d.batch_size * ctx.world_size:
+        raise MLFOError(f"data.batch_size: {d.batch_size} videos x {ctx.world_size} process(es) "
+                        f"exceeds the {len(records)} usable videos in {d.train}")
+    return records
+
+
+def build_trainer(cfg: Config, ctx: DistContext, index=None, out_dir: str | Path | None = None) -> Trainer:
+    """The engine set up for MLFO pretraining; ``index``: what ``index_training_data``
+    returned in this process (None: read the cache)."""
+    out_dir = Path(out_dir or cfg.train.out_dir)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return Trainer(trainer_config(cfg), ctx, functools.partial(MLFOMethod, cfg),
+                   functools.partial(_training_records, cfg, ctx, out_dir, index), out_dir)
 
 
 def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) -> TrainResult:
@@ -26,17 +70,15 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
     trainer = folder = None
     ok = False
     try:
-        refused = None
-        if ctx.is_main:
-            try:
-                folder = claim_run_folder(cfg.train.out_dir, resume, overwrite)
-            except MLFOError as err:
-                refused = err
-        if all_reduce_min(ctx, int(refused is None)) == 0:  # every rank stops, none hangs
-            raise refused or MLFOError(f"{cfg.train.out_dir}: refused by rank 0 (see its message)")
+        check_runtime(trainer_config(cfg), ctx.device)  # before anything is written
+        folder = claim_on_rank_0(ctx, cfg.train.out_dir, resume, overwrite)
         resume_path = ckpt_io.find_resume_path(resume, cfg.train.out_dir)
-        trainer = Trainer(cfg, ctx, MLFOMethod, index=index)
-        result = trainer.fit(resume_path)
+        trainer = build_trainer(cfg, ctx, index=index)
+        if resume_path:
+            trainer.resume(resume_path)
+        if ctx.is_main:  # after a resume was accepted: a refused one leaves the folder's config alone
+            save_config(cfg, trainer.out_dir / "config.yaml")
+        result = trainer.fit()
         ok = True
         return result
     finally:

@@ -134,15 +134,15 @@ def test_finetune_resumes_and_frozen_probe_keeps_the_backbone(demo, encoder_file
     assert (tmp_path / "ft" / "last.pt").is_file() and (tmp_path / "ft" / "finetune_confusion.png").is_file()
     capsys.readouterr()
     assert run(*args) == 0  # the finished run is resumed, not retrained
-    assert "resumed" in capsys.readouterr().out
+    assert "mlfo: resumed from" in capsys.readouterr().err
     assert json.loads((tmp_path / "ft" / "finetune.card.json").read_text())["metrics"] == card["metrics"]
 
     assert run("eval", "finetune", encoder_file, demo, tmp_path / "frozen", "--freeze-backbone", "--epochs", "1",
                "--batch-size", "8", "--clips", "1", "--no-plots", *VIEWS) == 0
-    state = torch.load(tmp_path / "frozen" / "last.pt", weights_only=False)["model"]
+    state = torch.load(tmp_path / "frozen" / "last.pt", weights_only=False)["method"]
     original = torch.load(encoder_file, weights_only=False)["state_dict"]
     for key, value in original.items():
-        assert torch.equal(state[f"backbone.{key}"], value), key
+        assert torch.equal(state[f"model.backbone.{key}"], value), key
     assert json.loads((tmp_path / "frozen" / "linear-e2e.card.json").read_text())["task"] == "linear-e2e"
 
 
@@ -230,7 +230,7 @@ def test_killed_finetune_resumes_to_the_same_weights(demo, encoder_file, tmp_pat
     assert torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["epoch"] == 1
     resumed = finetune(backbone(), train, test, len(classes), tmp_path / "killed", cfg, views, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
-    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["method"]
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["method"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     np.testing.assert_allclose(resumed.probabilities, whole.probabilities, rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ from mlfo.cli import main
 from mlfo.config import Config, config_from_dict, load_config, preset_names, save_config, to_dict
 from mlfo.errors import MLFOError
 from mlfo.train.engine import check_runtime
+from mlfo.train.pretrain import trainer_config
 
 from train_helpers import REPO
 
@@ -93,12 +94,26 @@ def test_errors_in_a_file_name_the_file_and_the_key(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def _runtime(overrides, device="cpu"):
+    check_runtime(trainer_config(load_config("demo_cpu", overrides)), torch.device(device))
+
+
 def test_cpu_refuses_bf16_and_sync_bn():
     with pytest.raises(MLFOError, match=r"train\.amp: bf16 autocast is GPU-only"):
-        check_runtime(load_config("demo_cpu", ["train.amp=bf16"]), torch.device("cpu"))
+        _runtime(["train.amp=bf16"])
     with pytest.raises(MLFOError, match=r"train\.sync_bn"):
-        check_runtime(load_config("demo_cpu", ["train.sync_bn=true"]), torch.device("cpu"))
-    check_runtime(load_config("demo_cpu"), torch.device("cpu"))  # fp32 is fine
+        _runtime(["train.sync_bn=true"])
+    _runtime([])  # fp32 is fine
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # a device name: no GPU is touched
+def test_sync_bn_with_compile_is_refused_in_one_line_on_any_device(device):
+    with pytest.raises(MLFOError) as err:
+        _runtime(["train.sync_bn=true", "train.compile=true"], device)
+    assert str(err.value).startswith("train.compile with train.sync_bn: ") and "\n" not in str(err.value)
+    _runtime(["train.compile=true"], device)  # compile alone is fine
+    preset = load_config("kinetics400_r3d18").train  # keeps SyncBatchNorm, without compile
+    assert preset.sync_bn and not preset.compile
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from mlfo.train import engine
 from mlfo.train import indexing
 import mlfo.train.pretrain as pretrain_module
 from mlfo.distributed import DistContext
-from mlfo.method import MLFOMethod
-from mlfo.train.engine import Trainer
 from train_helpers import tiny_config
 
 
@@ -49,12 +46,12 @@ def test_only_each_nodes_first_process_indexes_early(tiny_data, tmp_path, monkey
 
 def test_the_other_processes_read_the_cache_without_a_pool(tiny_data, tmp_path, monkeypatch):
     calls = []
-    real = engine.load_training_index
+    real = pretrain_module.load_training_index
 
     def record(d, **kwargs):
         calls.append(kwargs)
         return real(d, **kwargs)
 
-    monkeypatch.setattr(engine, "load_training_index", record)
-    Trainer(tiny_config(tiny_data, tmp_path), DistContext(), MLFOMethod, index=None)
+    monkeypatch.setattr(pretrain_module, "load_training_index", record)
+    pretrain_module.build_trainer(tiny_config(tiny_data, tmp_path), DistContext(), index=None)
     assert calls == [{"progress": False, "workers": 1}]

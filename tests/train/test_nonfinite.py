@@ -85,3 +85,21 @@ def test_nan_state_is_not_saved_over_last_good_checkpoint(tiny_data, tmp_path, m
     assert "optimizer.state." in message and message.endswith(f"last good checkpoint: {out / 'last.pt'}")
     saved = load_checkpoint(out / "last.pt")
     assert saved["global_step"] == 2 and all_finite(saved)
+
+
+@pytest.mark.parametrize("every, checks", [(0, 4), (3, 7)])
+def test_statistics_are_checked_before_saves_and_every_n_steps_not_every_step(tiny_data, tmp_path, monkeypatch,
+                                                                               every, checks):
+    """10 steps, 4 saves (last.pt and epoch_000N.pt after each of 2 epochs): the statistics
+    are read at the saves, plus at steps 3, 6 and 9 with ``finite_check_steps=3``."""
+    from mlfo.train import finite
+
+    real, calls = finite.norm_statistics, []
+
+    def counted(module):
+        calls.append(1)
+        return real(module)
+
+    monkeypatch.setattr(finite, "norm_statistics", counted)
+    pretrain(tiny_config(tiny_data, tmp_path / "run", **{"checkpoint.finite_check_steps": every}))
+    assert len(calls) == checks

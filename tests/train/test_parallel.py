@@ -13,10 +13,9 @@ from torch import nn
 
 from mlfo.distributed import DistContext
 from mlfo.method import MLFOMethod
-from mlfo.train.engine import Trainer
 from mlfo.train.metrics_log import read_metrics
 from mlfo.train.parallel import ParallelMethod, to_channels_last
-from mlfo.train.pretrain import pretrain
+from mlfo.train.pretrain import build_trainer, pretrain
 from mlfo.train.seeding import derive_seed
 from train_helpers import tiny_config
 
@@ -28,7 +27,7 @@ def _first_conv(method: MLFOMethod) -> nn.Conv3d:
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_channels_last_reaches_the_first_convolution(tiny_data, tmp_path, channels_last):
     cfg = tiny_config(tiny_data, tmp_path, **{"train.channels_last": str(channels_last).lower(), "train.max_steps": 2})
-    trainer = Trainer(cfg, DistContext(), MLFOMethod)
+    trainer = build_trainer(cfg, DistContext())
     conv = _first_conv(trainer.method)
     layouts = []
     conv.register_forward_pre_hook(lambda _, args: layouts.append(
@@ -130,6 +129,7 @@ def test_ddp_is_a_static_graph_wrap_rebuilt_where_the_phase_changes(tiny_data, t
         first = parallel.for_epoch(0)
         assert isinstance(first, nn.parallel.DistributedDataParallel)
         assert first.static_graph and not first.find_unused_parameters
+        assert first.forward_sync_buffers is False  # no per-step broadcast of every buffer (docs/design.md)
         assert parallel.for_epoch(0) is first  # no re-wrap within a phase
         x = torch.randn(3, 4, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
         for _ in range(2):  # the static graph's first (searching) step, then a trusted one

@@ -17,8 +17,9 @@ from mlfo.train.checkpoint import (
     prune_epoch_checkpoints,
 )
 from mlfo.data.loading import ResumableDistributedSampler
-from mlfo.train.engine import learning_rate
+from mlfo.train.engine import learning_rate_factor
 from mlfo.train.metrics_log import read_metrics, truncate_metrics
+from mlfo.train.pretrain import trainer_config
 from mlfo.train.seeding import derive_seed, get_rng_state, set_rng_state
 
 
@@ -77,6 +78,11 @@ def test_a_new_layout_continues_at_the_exact_next_sample(layout):
     for step in range(len(per_rank[0])):
         begin = consumed + step * world * local
         assert sorted(i for b in per_rank for i in b[step]) == sorted(order[begin : begin + world * local])
+
+
+def learning_rate(cfg, progress: float, steps_per_epoch: int) -> float:
+    """The pretraining rate at ``progress`` epochs, as the engine sets it."""
+    return cfg.optim.lr * learning_rate_factor(trainer_config(cfg), progress, steps_per_epoch)
 
 
 def test_learning_rate_schedules():

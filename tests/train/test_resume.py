@@ -77,10 +77,12 @@ def test_resume_under_two_processes_with_batch_two_takes_exactly_the_rest_of_the
 
 def test_a_checkpoint_of_another_data_order_is_refused_in_one_line(tiny_data, two_steps_of_four):
     out = two_steps_of_four
+    written = (out / "config.yaml").read_text()
     with pytest.raises(MLFOError) as err:
         pretrain(tiny_config(tiny_data, out, **{"train.epochs": 1, "train.seed": 3}), resume="auto")
     message = str(err.value)
     assert str(out / "last.pt") in message and "train.seed=0" in message and "\n" not in message
+    assert (out / "config.yaml").read_text() == written  # still the config of last.pt (issue 19, item 8)
     state = load_checkpoint(out / "last.pt")
     state["sampler"]["dataset_size"] = 30  # as if written before videos were removed
     atomic_torch_save(state, out / "last.pt")
@@ -166,11 +168,50 @@ def test_finetune_resumes_from_rng_states_loaded_onto_another_device(tiny_data, 
     def load_onto_another_device(path, map_location="cpu"):
         state = real_load(path, map_location=map_location)
         loads.append(path)
-        return {**state, "rng": _moved(state["rng"])}
+        return {**state, "rng": [_moved(rank) for rank in state["rng"]]}
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", load_onto_another_device)
     resumed = finetune(backbone(), records, records[:4], classes, tmp_path / "killed", cfg, views, progress=False)
     assert loads and [h["epoch"] for h in resumed.history] == [1, 2]
-    a = real_load(tmp_path / "whole" / "last.pt")["model"]
-    b = real_load(tmp_path / "killed" / "last.pt")["model"]
+    a = real_load(tmp_path / "whole" / "last.pt")["method"]
+    b = real_load(tmp_path / "killed" / "last.pt")["method"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finetune_resumes_with_another_batch_size_at_the_next_sample(tiny_data, tmp_path, monkeypatch):
+    """The fine-tune's position is the engine's sampler block: killed after 2 steps of 4
+    videos, resumed with 2 videos a step, it takes exactly the rest of the one order."""
+    from mlfo.eval.finetune import FinetuneConfig, finetune
+    from mlfo.eval.views import ViewConfig
+    from mlfo.models import build_backbone
+    from mlfo.train import checkpoint
+
+    monkeypatch.setattr(Trainer, "train_step", recording_train_step(Trainer.train_step))
+    index = load_index(tiny_data, progress=False)
+    records, out = index.usable(min_frames=4), tmp_path / "ft"
+    views = ViewConfig(clip_len=4, num_clips=1, resize=32, crop_size=32)
+
+    def run(batch_size: int):
+        cfg = FinetuneConfig(epochs=1, batch_size=batch_size, clip_len=4, crop_size=32, warmup_epochs=0,
+                             device="cpu", checkpoint_steps=1)
+        backbone = build_backbone("r3d_small", widths=[8, 16, 16, 32])
+        return finetune(backbone, records, records[:2], len(index.classes), out, cfg, views, progress=False)
+
+    real_save, saves = checkpoint.atomic_torch_save, []
+
+    def save_twice_then_die(obj, path):
+        real_save(obj, path)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", save_twice_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(4)
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", real_save)
+    assert load_checkpoint(out / "last.pt")["sampler"]["samples"] == 8
+    result = run(2)
+    steps = [r["index"] for r in read_index_log(out)]
+    assert [len(s) for s in steps] == [4, 4] + [2] * 7
+    assert [i for s in steps for i in s] == _epoch_order(tiny_data)  # every sample once, in the one order
+    assert [h["epoch"] for h in result.history] == [1]
