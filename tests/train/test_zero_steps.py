@@ -22,6 +22,7 @@ def test_an_epoch_without_a_step_stops_unsaved(tiny_data, tmp_path, monkeypatch)
     with pytest.raises(MLFOError) as err:
         pretrain(tiny_config(tiny_data, out, **{"train.epochs": 1}))
     message = str(err.value)
-    assert "without a single optimizer step" in message and "\n" not in message
+    # With constant shapes the loader meets it first: a video and every replacement tried
+    # for it failed, so not even one batch could be made.
+    assert "failed to decode" in message and "is the data readable" in message and "\n" not in message
     assert not (out / "last.pt").exists() and not list(out.glob("epoch_*.pt"))
-    assert len((out / "skipped_videos.txt").read_text().splitlines()) >= 20
