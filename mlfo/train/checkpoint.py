@@ -8,6 +8,7 @@ file that would need arbitrary unpickling, which can run code, is refused.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -20,25 +21,31 @@ from mlfo.errors import MLFOError
 
 LAST = "last.pt"
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
-_TEMP_FILE = re.compile(r"^\.(last|epoch_\d+)\.pt\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp: .<name>.XXXXXXXX.tmp
+# mkstemp names of atomic_write: .<name>.XXXXXXXX.tmp (checkpoints and the run's config)
+_TEMP_FILE = re.compile(r"^\.(last\.pt|epoch_\d+\.pt|config\.yaml|config\.resolved\.yaml)\.[A-Za-z0-9_]{8}\.tmp$")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(binary file)`` on a temporary file in the same folder, fsync, then rename
     over ``path``: a run killed mid-write leaves the previous file intact, never a
-    truncated one (and a ``.<name>.*.tmp`` that ``stale_temp_files`` finds)."""
+    truncated one (and a ``.<name>.*.tmp`` that ``stale_temp_files`` finds). A full disk
+    is one line saying so, the temporary file removed and the previous file intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise MLFOError(f"{path}: cannot write: {_reason(err)}") from None
+    try:
+        _write_synced(fd, write)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, Exception) and _os_error(err) is not None:
+            kept = "the previous file is intact" if path.exists() else "nothing was written"
+            raise MLFOError(f"{path}: cannot write: {_reason(_os_error(err))}; {kept}") from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -49,6 +56,33 @@ def atomic_write(path: str | Path, write) -> Path:
     except OSError:
         pass
     return path
+
+
+def _write_synced(fd: int, write) -> None:
+    fh = os.fdopen(fd, "wb")
+    try:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    finally:
+        try:
+            fh.close()
+        except OSError:
+            pass  # the error that matters was raised above (closing flushes again)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError with an errno behind ``err`` (torch.save wraps its writer's in a RuntimeError)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _reason(err: OSError) -> str:
+    code = errno.errorcode.get(err.errno, str(err.errno))
+    return "the disk is full (ENOSPC)" if err.errno in _DISK_FULL else f"{err.strerror or err} ({code})"
 
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
@@ -111,3 +145,30 @@ def find_resume_path(resume: str | None, out_dir: str | Path) -> Path | None:
     if not path.is_file():
         raise MLFOError(f"{resume}: no checkpoint to resume from")
     return path
+
+
+def load_module_state(module, state: dict, path: str | Path, changed: list[str] = ()) -> None:
+    """``module.load_state_dict(state)``, refused in one line naming the checkpoint, the
+    first mismatched tensors and the ``changed`` settings, instead of torch's multi-line
+    ``Error(s) in loading state_dict`` (e.g. a resume with other backbone widths)."""
+    ours = module.state_dict()
+    if not isinstance(state, dict):
+        raise MLFOError(f"{path}: the checkpoint's model state is not a dict of tensors")
+    missing = [k for k in ours if k not in state]
+    unexpected = [k for k in state if k not in ours]
+    shapes = [(k, tuple(getattr(state[k], "shape", ())), tuple(v.shape)) for k, v in ours.items()
+              if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        module.load_state_dict(state)
+        return
+    found = []
+    if shapes:
+        key, theirs, mine = shapes[0]
+        found.append(f"{key} is {list(theirs)} in the checkpoint, {list(mine)} in this run"
+                     + (f" (+{len(shapes) - 1} more shapes)" if len(shapes) > 1 else ""))
+    for what, keys in (("missing from the checkpoint", missing), ("not in this run's model", unexpected)):
+        if keys:
+            found.append(f"{len(keys)} tensor(s) {what} (e.g. {keys[0]})")
+    settings = f"; settings changed since: {', '.join(changed)}" if changed else ""
+    raise MLFOError(f"{path}: holds another architecture than this run's ({'; '.join(found)}{settings}); "
+                    "resume with the checkpoint's settings or start a new run")

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mlfo.config import Config, diff_configs, save_config, to_dict
+from mlfo.config import Config, diff_configs, to_dict
 from mlfo.data.loading import ResumableDistributedSampler, SkipLog, batch_size_of, build_loader
 from mlfo.data.provenance import name_digests
 from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, barrier
@@ -41,6 +41,7 @@ from mlfo.train.metrics_log import METRICS_FILE, MetricsLogger, truncate_metrics
 from mlfo.train.optim import build_optimizer, lr_factor
 from mlfo.train.parallel import ParallelMethod, to_channels_last
 from mlfo.train.position import layout_note, restore_position, sampler_block
+from mlfo.train.run_folder import write_run_config
 from mlfo.train.seeding import derive_seed, get_rng_state, seed_everything, seed_worker, set_rng_state
 from mlfo.train.skip_report import report_unusable, write_skip_summary
 
@@ -108,7 +109,6 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed clip sizes: cuDNN times its kernels once
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out_dir / "config.yaml")
         seed_everything(cfg.train.seed)
         method = method_cls(cfg)
         if cfg.train.sync_bn and ctx.distributed:
@@ -137,8 +137,8 @@ class Trainer:
         self._index = None
         min_frames = self.method.min_frames
         self.records = index.usable(min_frames=min_frames)
-        if ctx.is_main:
-            report_unusable(index, min_frames, self.out_dir, d.train)
+        # Listed in the run folder by fit(), once a resume has been accepted.
+        self._list_unusable = lambda: report_unusable(index, min_frames, self.out_dir, d.train)
         self.trained_on = name_digests(r.path for r in self.records)  # (N,) int64, mlfo.data.provenance
         global_batch = d.batch_size * ctx.world_size
         if len(self.records) < global_batch:
@@ -186,10 +186,10 @@ class Trainer:
             "trained_on": torch.from_numpy(self.trained_on),  # digests of the training videos' names
         }
 
-    def load_state_dict(self, state: dict, path: Path) -> None:
+    def load_state_dict(self, state: dict, path: Path, changed: list[str] = ()) -> None:
         # The position first: a checkpoint of another data order is refused before any change.
         epoch, samples = restore_position(state, path, seed=self.cfg.train.seed, dataset_size=len(self.dataset))
-        self.method.load_state_dict(state["method"])
+        ckpt_io.load_module_state(self.method, state["method"], path, changed)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -232,9 +232,9 @@ class Trainer:
         if not {"method", "optimizer", "global_step", "sampler"} <= set(state):
             raise MLFOError(f"{path}: not a resumable mlfo pretraining checkpoint")
         changed = [k for k in diff_configs(state.get("config", {}), to_dict(self.cfg)) if k not in _RESUME_MAY_CHANGE]
+        self.load_state_dict(state, path, changed)
         if changed and self.ctx.is_main:
             print(f"mlfo: resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
-        self.load_state_dict(state, path)
         if isinstance(state.get("trained_on"), torch.Tensor):  # a resume may bring new videos
             self.trained_on = np.union1d(self.trained_on, state["trained_on"].numpy()).astype(np.int64)
         self.last_checkpoint = path
@@ -316,6 +316,10 @@ class Trainer:
             self.resume(resume)
         elif ctx.is_main:
             truncate_metrics(self.out_dir / METRICS_FILE, 0)  # a fresh start: no lines of an earlier one
+        if ctx.is_main:  # only now: a refused resume leaves the run folder as it was
+            write_run_config(self.out_dir, cfg)
+            self._list_unusable()
+        self._list_unusable = None
         if ctx.is_main:
             print(f"mlfo: pretraining {cfg.backbone.name} on {len(self.records)} videos: "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.train.epochs} epochs, "
