@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     e.add_argument("checkpoint", metavar="CKPT")
     e.add_argument("out", metavar="OUT", help="encoder file, e.g. encoder.safetensors (.safetensors is added "
                    "when OUT has no suffix)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace OUT even when it is not an encoder mlfo exported")
     e.set_defaults(func=run_export)
 
     pl = subparsers.add_parser(
@@ -89,7 +91,7 @@ def _is_main() -> bool:
 def run_export(args) -> int:
     from mlfo.train.export import export_encoder
 
-    out = export_encoder(args.checkpoint, args.out)
+    out = export_encoder(args.checkpoint, args.out, overwrite=args.overwrite)
     print(f"mlfo: encoder written to {out}")
     return 0
 
