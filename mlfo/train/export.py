@@ -12,6 +12,7 @@ tensor ``.pt`` files (``{"arch", "state_dict"}`` or a bare state dict), with
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def _check_target(out: Path, checkpoint: str | Path, overwrite: bool) -> None:
         raise MLFOError(f"{out}: is a folder; give the encoder file's name")
     if not out.exists():
         return
-    if out.resolve() == Path(checkpoint).resolve():
+    if os.path.samefile(out, checkpoint):
         raise MLFOError(f"{out}: is the checkpoint being exported; give another file name")
     if not overwrite and not is_mlfo_export(out):
         raise MLFOError(f"{out}: exists and is not an encoder mlfo exported; give another name, or add "
