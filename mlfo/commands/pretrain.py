@@ -96,9 +96,32 @@ def run_export(args) -> int:
     return 0
 
 
+def _check_plot_target(out: str | None, run: str) -> None:
+    """``--out`` of ``mlfo plot`` may replace a PNG image, never the metrics it reads or
+    another kind of file (a ``.jsonl``, a CSV, notes)."""
+    import os
+    from pathlib import Path
+
+    from mlfo.errors import MLFOError
+    from mlfo.train.metrics_log import METRICS_FILE
+
+    if out is None or not os.path.lexists(out):
+        return
+    target, source = Path(out), Path(run)
+    metrics = source / METRICS_FILE if source.is_dir() else source
+    if not target.is_file():
+        raise MLFOError(f"{target}: --out is not a regular file; give the PNG's file name")
+    if metrics.exists() and os.path.samefile(target, metrics):
+        raise MLFOError(f"{target}: --out is the metrics file being plotted; give the PNG's file name")
+    with open(target, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            raise MLFOError(f"{target}: exists and is not a PNG image; give another --out")
+
+
 def run_plot(args) -> int:
     from mlfo.train.plot import plot_run
 
+    _check_plot_target(args.out, args.run)
     out = plot_run(args.run, args.out, smooth=args.smooth)
     print(f"mlfo: plot written to {out}")
     return 0

@@ -123,3 +123,21 @@ def test_export_never_writes_over_its_checkpoint_or_from_a_crafted_one(tmp_path,
     assert main(["export", str(crafted), str(out)]) == 2
     assert "arch widths [1000000, 1000000, 1000000, 1000000] are not 4 integers" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_plot_replaces_a_png_but_never_the_metrics_or_another_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"epoch": 0, "step": i, "loss/total": 5.0 - i / 10, "acc/high": i / 20, "lr": 1e-3} for i in range(1, 8)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = (run / "metrics.jsonl").read_bytes()
+    assert main(["plot", str(run), "--out", str(run / "metrics.jsonl")]) == 2
+    assert "is the metrics file being plotted" in capsys.readouterr().err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["plot", str(run), "--out", str(notes)]) == 2
+    assert capsys.readouterr().err == f"mlfo: error: {notes}: exists and is not a PNG image; give another --out\n"
+    assert (run / "metrics.jsonl").read_bytes() == metrics and notes.read_text() == "mine"
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(run), "--out", str(png)]) == 0 and main(["plot", str(run), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
