@@ -128,6 +128,8 @@ def _check(loader: _Loader, node: Node, where: str) -> None:
     if node.tag.startswith(_PYTHON):
         tag = "!!" + node.tag[len("tag:yaml.org,2002:"):]
         raise _Refused(f"line {line}: refused the tag {tag} (it would create Python objects, which can run code)")
+    if node.tag == "tag:yaml.org,2002:merge":
+        raise _Refused(f"line {line}: merge keys (<<) are refused; write the keys out")
     if node.tag not in loader.yaml_constructors:
         raise _Refused(f"line {line}: unknown YAML tag {node.tag}")
     if isinstance(node, SequenceNode):
@@ -137,7 +139,9 @@ def _check(loader: _Loader, node: Node, where: str) -> None:
         seen: dict = {}
         for key_node, value_node in node.value:
             _check(loader, key_node, where)
-            key = loader.construct_object(key_node, deep=True) if isinstance(key_node, ScalarNode) else id(key_node)
+            if not isinstance(key_node, ScalarNode):
+                raise _Refused(f"line {key_node.start_mark.line + 1}: a key must be a name, not a list or mapping")
+            key = loader.construct_object(key_node, deep=True)
             dotted = f"{where}.{key}" if where else str(key)
             if key in seen:
                 raise _Refused(f"{dotted}: given twice (lines {seen[key]} and {key_node.start_mark.line + 1}); "

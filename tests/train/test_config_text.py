@@ -100,3 +100,19 @@ def test_a_python_tag_is_refused_not_called_invalid(tmp_path):
     assert "not valid YAML" not in message
     with pytest.raises(MLFOError, match=r"optim\.lr: line 1: refused the tag !!python/name:os\.system"):
         load_config("demo_cpu", ["optim.lr=!!python/name:os.system"])
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("optim:\n  <<: {lr: 0.1}\n", "line 2: merge keys (<<) are refused"),
+        ("optim:\n  ? [1, 2]\n  : 3\n", "line 2: a key must be a name"),
+        ("train: !custom 3\n", "line 1: unknown YAML tag !custom"),
+    ],
+)
+def test_other_yaml_constructs_a_config_never_needs_are_one_line(tmp_path, text, named):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(MLFOError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {named}" or str(err.value).startswith(f"{path}: {named}")
