@@ -30,16 +30,13 @@ class Encoder:
     trained_on: np.ndarray | None = None  # name digests of its pretraining videos (mlfo.data.provenance)
 
 
-def _arch_kwargs(arch: dict) -> dict:
-    """build_backbone kwargs of an encoder's ``arch``, without its (irrelevant) classifier."""
-    return {k: arch[k] for k in ("name", "stem", "widths") if k in arch}
-
-
 def random_encoder(arch: dict | str, seed: int = 0) -> Encoder:
     """A randomly initialised backbone (seeded): the floor every pretrained encoder must beat."""
     from mlfo.models.backbones import build_backbone
+    from mlfo.train.export import arch_kwargs
 
-    kwargs = {"name": arch} if isinstance(arch, str) else _arch_kwargs(arch)
+    # the architecture without its classifier, which features never use
+    kwargs = {"name": arch} if isinstance(arch, str) else {**arch_kwargs(arch, "--arch"), "num_classes": None}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = build_backbone(**kwargs)

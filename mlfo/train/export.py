@@ -55,7 +55,7 @@ def _int_in(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _checked_fields(arch, source: str) -> dict:
+def arch_kwargs(arch, source: str) -> dict:
     """build_backbone keyword arguments of a saved ``arch``: names, types and ranges checked
     (a file's header is data: it may ask for any size or type); unknown extras ignored."""
     if not isinstance(arch, dict):
@@ -75,9 +75,9 @@ def _checked_fields(arch, source: str) -> dict:
 
 
 def checked_arch(arch, state: dict, source: str) -> dict:
-    """``_checked_fields``, then the tensors must be of that architecture, so that no
+    """``arch_kwargs``, then the tensors must be of that architecture, so that no
     header builds a network other (or larger) than the one the file holds."""
-    kwargs = _checked_fields(arch, source)
+    kwargs = arch_kwargs(arch, source)
     held = infer_arch(state, source=source)
     claimed = (BACKBONES[kwargs["name"]][0], kwargs["stem"], list(kwargs["widths"] or BACKBONES[kwargs["name"]][1]),
                kwargs["num_classes"])
