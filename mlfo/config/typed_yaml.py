@@ -152,13 +152,15 @@ def _check(loader: _Loader, node: Node, where: str) -> None:
 
 def _build(loader: _Loader, node: Node, tp):
     """The Python value of ``node`` for a field of type ``tp`` (None: untyped, YAML's value)."""
-    inner, optional = strip_optional(tp) if tp is not None else (None, False)
+    inner = strip_optional(tp)[0] if tp is not None else None
     if isinstance(node, MappingNode) and inner is not None and dataclasses.is_dataclass(inner):
-        hints = typing.get_type_hints(inner)
-        return {(key := loader.construct_object(k, deep=True)): _build(loader, v, hints.get(key))
-                for k, v in node.value}
+        hints, out = typing.get_type_hints(inner), {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            out[key] = _build(loader, value_node, hints.get(key))  # unknown keys: refused by build()
+        return out
     if isinstance(node, ScalarNode) and inner is not None and is_text(inner):
-        if node.tag == _NULL and optional:
+        if node.tag == _NULL:  # empty, ~ or null: None (refused by the type check where not optional)
             return None
         return node.value  # the scalar's text (quotes removed), never YAML's number
     return loader.construct_object(node, deep=True)
