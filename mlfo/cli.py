@@ -48,7 +48,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     args, extra = parser.parse_known_args(argv)
     if extra and isinstance(getattr(args, "overrides", None), list) \
             and not any(e.startswith("-") for e in extra):
-        args.overrides += extra  # in order: argparse's list held the ones before the first option
+        args.overrides = [*args.overrides, *extra]  # in order: argparse's list held the ones before the first option
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("config", metavar="CONFIG", help="YAML config file or preset name")
     # Overrides and options mix in any order (mlfo.cli.parse).
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=5e-4 data.batch_size=32")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="e.g. optim.lr=5e-4 data.batch_size=32")
     p.add_argument("--out", metavar="DIR", help="run folder, taken as typed (default: train.out_dir of the config)")
     p.add_argument("--resume", metavar="auto|PATH",
                    help="'auto': continue from DIR/last.pt when it exists; or a checkpoint path")
