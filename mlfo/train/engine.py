@@ -218,9 +218,14 @@ class Trainer:
                                 f"step {self.global_step}")
         state = self.state_dict()  # every rank takes part (RNG gather)
         path = self.out_dir / name
+        failed = None
         if self.ctx.is_main:
-            ckpt_io.atomic_torch_save(state, path)
-        barrier(self.ctx)
+            try:
+                ckpt_io.atomic_torch_save(state, path)
+            except MLFOError as err:  # e.g. a full disk: every rank stops, none waits at a barrier
+                failed = err
+        if all_reduce_min(self.ctx, int(failed is None)) == 0:
+            raise failed or MLFOError(f"{path}: not written by rank 0 (see its message)")
         if name == ckpt_io.LAST:
             self.last_checkpoint = path
         self.good.saved(path, self.global_step)

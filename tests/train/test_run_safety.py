@@ -128,3 +128,22 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_loses_nothing(tin
     monkeypatch.undo()
     assert load_checkpoint(out / "last.pt")["global_step"] == 1  # the step-1 checkpoint, whole
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_full_disk_under_torchrun_stops_every_rank_without_a_hang(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    from train_helpers import subprocess_env
+
+    out = tmp_path / "run"
+    args = tiny_overrides(tiny_data, out, **{"data.batch_size": 2, "checkpoint.every_steps": 1,
+                                             "train.dist_timeout_min": 3})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           str(Path(__file__).parent / "full_disk.py"), "pretrain", "demo_cpu", *args]
+    run = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=150)
+    assert run.returncode != 0
+    assert (f"mlfo: error: {out / 'last.pt'}: cannot write: the disk is full (ENOSPC); the previous file is intact"
+            in run.stderr), run.stderr[-3000:]
+    assert f"mlfo: error: {out / 'last.pt'}: not written by rank 0 (see its message)" in run.stderr
+    assert load_checkpoint(out / "last.pt")["global_step"] == 1 and not list(out.glob(".*.tmp"))
