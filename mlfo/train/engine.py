@@ -222,7 +222,7 @@ class Trainer:
         if self.ctx.is_main:
             try:
                 ckpt_io.atomic_torch_save(state, path)
-            except MLFOError as err:  # e.g. a full disk: every rank stops, none waits at a barrier
+            except MLFOError as err:  # e.g. a full disk: every rank stops in one line, together
                 failed = err
         if all_reduce_min(self.ctx, int(failed is None)) == 0:
             raise failed or MLFOError(f"{path}: not written by rank 0 (see its message)")

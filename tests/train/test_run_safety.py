@@ -130,7 +130,7 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_loses_nothing(tin
     assert not list(out.glob(".*.tmp"))
 
 
-def test_a_full_disk_under_torchrun_stops_every_rank_without_a_hang(tiny_data, tmp_path):
+def test_a_full_disk_under_torchrun_stops_every_rank_in_one_line(tiny_data, tmp_path):
     import subprocess
     import sys
 
