@@ -24,6 +24,9 @@ _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
 # mkstemp names of atomic_write: .<name>.XXXXXXXX.tmp (checkpoints and the run's config)
 _TEMP_FILE = re.compile(r"^\.(last\.pt|epoch_\d+\.pt|config\.yaml|config\.resolved\.yaml)\.[A-Za-z0-9_]{8}\.tmp$")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# torch's wording of one mismatched tensor in a load_state_dict error
+_SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) "
+                            r"from checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)")
 
 
 def atomic_write(path: str | Path, write) -> Path:
@@ -149,26 +152,20 @@ def find_resume_path(resume: str | None, out_dir: str | Path) -> Path | None:
 
 def load_module_state(module, state: dict, path: str | Path, changed: list[str] = ()) -> None:
     """``module.load_state_dict(state)``, refused in one line naming the checkpoint, the
-    first mismatched tensors and the ``changed`` settings, instead of torch's multi-line
-    ``Error(s) in loading state_dict`` (e.g. a resume with other backbone widths)."""
-    ours = module.state_dict()
+    first mismatch and the ``changed`` settings, instead of torch's multi-line ``Error(s)
+    in loading state_dict`` (e.g. a resume with other backbone widths). Torch does the
+    matching, so a module that resizes a buffer on load (the prototype queue) still can."""
     if not isinstance(state, dict):
         raise MLFOError(f"{path}: the checkpoint's model state is not a dict of tensors")
-    missing = [k for k in ours if k not in state]
-    unexpected = [k for k in state if k not in ours]
-    shapes = [(k, tuple(getattr(state[k], "shape", ())), tuple(v.shape)) for k, v in ours.items()
-              if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)]
-    if not (missing or unexpected or shapes):
+    try:
         module.load_state_dict(state)
-        return
-    found = []
-    if shapes:
-        key, theirs, mine = shapes[0]
-        found.append(f"{key} is {list(theirs)} in the checkpoint, {list(mine)} in this run"
-                     + (f" (+{len(shapes) - 1} more shapes)" if len(shapes) > 1 else ""))
-    for what, keys in (("missing from the checkpoint", missing), ("not in this run's model", unexpected)):
-        if keys:
-            found.append(f"{len(keys)} tensor(s) {what} (e.g. {keys[0]})")
-    settings = f"; settings changed since: {', '.join(changed)}" if changed else ""
-    raise MLFOError(f"{path}: holds another architecture than this run's ({'; '.join(found)}{settings}); "
-                    "resume with the checkpoint's settings or start a new run")
+    except RuntimeError as err:
+        problems = [_SIZE_MISMATCH.sub(r"\1 is \2 in the checkpoint, \3 in this run", line.strip().rstrip("."))
+                    for line in str(err).splitlines()[1:] if line.strip()]
+        if not problems:
+            raise
+        first = problems[0] if len(problems[0]) <= 200 else problems[0][:197] + "..."
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        settings = f"; settings changed since: {', '.join(changed)}" if changed else ""
+        raise MLFOError(f"{path}: holds another architecture than this run's ({first}{more}{settings}); "
+                        "resume with the checkpoint's settings or start a new run") from None
