@@ -248,6 +248,13 @@ class Trainer:
             truncate_metrics(self.out_dir / METRICS_FILE, self.global_step)
             print(f"mlfo: resumed from {path} at epoch {self.epoch}, step {self.global_step}", file=sys.stderr)
 
+    def _write_run_files(self) -> None:
+        """The resolved config and the list of unusable videos, in the run folder."""
+        if self.ctx.is_main:
+            write_run_config(self.out_dir, self.cfg)
+            self._list_unusable()
+        self._list_unusable = None
+
     def _stop_if_nonfinite(self, named, what: str, where: str) -> None:
         """Raise on every rank when any rank holds a non-finite tensor among ``named``."""
         bad = finite.nonfinite(named)
@@ -321,10 +328,7 @@ class Trainer:
             self.resume(resume)
         elif ctx.is_main:
             truncate_metrics(self.out_dir / METRICS_FILE, 0)  # a fresh start: no lines of an earlier one
-        if ctx.is_main:  # only now: a refused resume leaves the run folder as it was
-            write_run_config(self.out_dir, cfg)
-            self._list_unusable()
-        self._list_unusable = None
+        self._write_run_files()  # only now: a refused resume leaves the run folder as it was
         if ctx.is_main:
             print(f"mlfo: pretraining {cfg.backbone.name} on {len(self.records)} videos: "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.train.epochs} epochs, "
