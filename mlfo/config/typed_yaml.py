@@ -9,8 +9,8 @@ go the same way (``parse_override``).
 
 The reader refuses, in one line with the line number, what a config never needs and an
 attacker or a copy-paste slip brings: a key given twice in one mapping (the second would
-silently replace the first), aliases (``*name``: a 500-byte alias bomb expands to
-billions of items), and tags that build Python objects (``!!python/object``: running code).
+silently replace the first), aliases (``*name``: nine lines of aliases expand to 9^9
+items), and tags that build Python objects (``!!python/object``: running code).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class _Loader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise _Refused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are refused "
-                           "(they can expand a small file into billions of items); write the values out")
+                           "(a few lines of them can expand to hundreds of millions of items); write the values out")
         return super().compose_node(parent, index)
 
 
