@@ -41,10 +41,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` once. A command with ``KEY=VALUE`` overrides (``nargs="*"``) takes them
+    anywhere among its options (argparse alone stops the list at the first option); every
+    other leftover is the usual usage error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) \
+            and not any(e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]  # in order: argparse's list held the ones before the first option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

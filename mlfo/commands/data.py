@@ -31,7 +31,10 @@ def register(subparsers) -> None:
                       "the three-clip span 2T for T=16)")
     scan.add_argument("--backend", default="auto", choices=["auto", "pyav", "frames", "torchcodec"],
                       help="video decoder (default auto)")
-    scan.add_argument("--out", metavar="INDEX.csv", help="where to write the index (default: beside SRC)")
+    scan.add_argument("--out", metavar="INDEX.csv", help="where to write the index (default: beside SRC); "
+                      "an existing file is replaced only when it is an index mlfo wrote")
+    scan.add_argument("--overwrite", action="store_true",
+                      help="replace --out even when it is not an index mlfo wrote (never SRC itself)")
     scan.add_argument("--no-cache", action="store_true", help="probe every file again and rewrite the index")
     scan.add_argument("--workers", type=int, default=None, metavar="N",
                       help="probing processes (default: one per available core)")
@@ -82,7 +85,7 @@ def run_scan(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise MLFOError(f"--workers: must be at least 1, got {args.workers}")
-    cache = Path(args.out) if args.out else True
+    cache = check_index_target(Path(args.out), Path(args.source), args.overwrite) if args.out else True
     index = load_index(args.source, fmt=args.fmt, split=args.split, subset=args.subset,
                        split_dir=args.split_dir, backend=args.backend, cache=cache,
                        progress=not args.quiet and sys.stderr.isatty(), workers=args.workers,
@@ -130,3 +133,35 @@ def run_prepare(args) -> int:
     if report.split_dir:
         print(f"split files: {report.dst / report.split_dir} (use it as --split-dir with {report.dst})")
     return 0
+
+
+def check_index_target(out, source, overwrite: bool):
+    """``--out`` of ``data scan``: refused when it is the source itself, a folder, or a file
+    that is not an index mlfo wrote (``--overwrite`` allows the last), before any probing."""
+    import os
+
+    from mlfo.errors import MLFOError
+
+    if out.is_dir():
+        raise MLFOError(f"{out}: --out is a folder; give the index file's name")
+    if not out.exists():
+        return out
+    if not out.is_file():
+        raise MLFOError(f"{out}: --out is not a regular file")
+    if source.exists() and os.path.samefile(out, source):
+        raise MLFOError(f"{out}: --out is the source being scanned; give another file name")
+    if not overwrite and not _is_index(out):
+        raise MLFOError(f"{out}: exists and is not an index mlfo wrote; give another --out, or add "
+                        "--overwrite to replace it")
+    return out
+
+
+def _is_index(path) -> bool:
+    """Whether ``path`` starts with the header line of the index mlfo writes."""
+    from mlfo.data.sources.cache import CACHE_COLUMNS
+
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.readline(4096).rstrip("\r\n") == ",".join(CACHE_COLUMNS)
+    except (OSError, UnicodeDecodeError):
+        return False

@@ -32,10 +32,10 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", metavar="CONFIG", help="YAML config file or preset name")
-    # REMAINDER so that overrides and options may be mixed in any order (see _split_options).
-    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="KEY=VALUE",
+    # Overrides and options mix in any order (mlfo.cli.parse).
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="e.g. optim.lr=5e-4 data.batch_size=32")
-    p.add_argument("--out", metavar="DIR", help="run folder (default: train.out_dir of the config)")
+    p.add_argument("--out", metavar="DIR", help="run folder, taken as typed (default: train.out_dir of the config)")
     p.add_argument("--resume", metavar="auto|PATH",
                    help="'auto': continue from DIR/last.pt when it exists; or a checkpoint path")
     p.add_argument("--overwrite", action="store_true",
@@ -52,6 +52,8 @@ def register(subparsers) -> None:
     e.add_argument("checkpoint", metavar="CKPT")
     e.add_argument("out", metavar="OUT", help="encoder file, e.g. encoder.safetensors (.safetensors is added "
                    "when OUT has no suffix)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace OUT even when it is not an encoder mlfo exported")
     e.set_defaults(func=run_export)
 
     pl = subparsers.add_parser(
@@ -64,32 +66,17 @@ def register(subparsers) -> None:
     pl.set_defaults(func=run_plot)
 
 
-def _split_options(args) -> list[str]:
-    """Pull --out / --resume / --overwrite out of the overrides (given after the first override)."""
-    late = argparse.ArgumentParser(prog="mlfo pretrain", add_help=False)
-    late.add_argument("--out")
-    late.add_argument("--resume")
-    late.add_argument("--overwrite", action="store_true")
-    found, rest = late.parse_known_args(list(args.overrides))
-    args.out = found.out or args.out
-    args.resume = found.resume or args.resume
-    args.overwrite = found.overwrite or args.overwrite
-    unknown = [r for r in rest if r.startswith("-")]
-    if unknown:
-        from mlfo.errors import MLFOError
-
-        raise MLFOError(f"{unknown[0]}: unknown option of mlfo pretrain (options: --out, --resume, --overwrite)")
-    return rest
-
-
 def run_pretrain(args) -> int:
     from mlfo.config import load_config
     from mlfo.train.pretrain import pretrain
 
-    overrides = _split_options(args)
-    if args.out:
-        overrides.append(f"train.out_dir={args.out}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, args.overrides)
+    if args.out is not None:
+        if not args.out.strip():
+            from mlfo.errors import MLFOError
+
+            raise MLFOError("--out: an empty path; name the run folder")
+        cfg.train.out_dir = args.out  # a path is the text typed, never parsed as a value
     result = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     if result.last_checkpoint is not None and _is_main():
         print(f"mlfo: {result.global_step} steps, last checkpoint {result.last_checkpoint}")
@@ -105,14 +92,37 @@ def _is_main() -> bool:
 def run_export(args) -> int:
     from mlfo.train.export import export_encoder
 
-    out = export_encoder(args.checkpoint, args.out)
+    out = export_encoder(args.checkpoint, args.out, overwrite=args.overwrite)
     print(f"mlfo: encoder written to {out}")
     return 0
+
+
+def _check_plot_target(out: str | None, run: str) -> None:
+    """``--out`` of ``mlfo plot`` may replace a PNG image, never the metrics it reads or
+    another kind of file (a ``.jsonl``, a CSV, notes)."""
+    import os
+    from pathlib import Path
+
+    from mlfo.errors import MLFOError
+    from mlfo.train.metrics_log import METRICS_FILE
+
+    if out is None or not os.path.lexists(out):
+        return
+    target, source = Path(out), Path(run)
+    metrics = source / METRICS_FILE if source.is_dir() else source
+    if not target.is_file():
+        raise MLFOError(f"{target}: --out is not a regular file; give the PNG's file name")
+    if metrics.exists() and os.path.samefile(target, metrics):
+        raise MLFOError(f"{target}: --out is the metrics file being plotted; give the PNG's file name")
+    with open(target, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            raise MLFOError(f"{target}: exists and is not a PNG image; give another --out")
 
 
 def run_plot(args) -> int:
     from mlfo.train.plot import plot_run
 
+    _check_plot_target(args.out, args.run)
     out = plot_run(args.run, args.out, smooth=args.smooth)
     print(f"mlfo: plot written to {out}")
     return 0

@@ -6,7 +6,15 @@ generated from dataclass fields).
 """
 
 from mlfo.config.loader import apply_overrides, build, diff_configs, to_dict
-from mlfo.config.presets import config_from_dict, load_config, preset_names, resolve_config_path, save_config
+from mlfo.config.presets import (
+    config_from_dict,
+    config_text,
+    load_config,
+    preset_names,
+    resolve_config_path,
+    save_config,
+    written_by_mlfo,
+)
 from mlfo.config.schema import (
     BackboneConfig,
     CheckpointConfig,
@@ -19,6 +27,6 @@ from mlfo.config.schema import (
 
 __all__ = [
     "BackboneConfig", "CheckpointConfig", "Config", "DataConfig", "OptimConfig", "TrainConfig",
-    "apply_overrides", "build", "config_from_dict", "diff_configs", "load_config", "preset_names",
-    "resolve_config_path", "save_config", "to_dict", "validate",
+    "apply_overrides", "build", "config_from_dict", "config_text", "diff_configs", "load_config", "preset_names",
+    "resolve_config_path", "save_config", "to_dict", "validate", "written_by_mlfo",
 ]

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import types
 import typing
 from collections.abc import Callable
-from typing import Any
 
-import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from mlfo.config.typed_yaml import field_type, parse_override, strip_optional
 from mlfo.errors import MLFOError
+
+__all__ = ["apply_overrides", "build", "diff_configs", "strip_optional", "to_dict"]
 
 _PYDANTIC = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
 
@@ -60,8 +60,11 @@ def to_dict(cfg) -> dict:
     return plain(cfg)
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Set ``a.b.c=value`` pairs (values parsed as YAML) into the nested dict ``data``."""
+def apply_overrides(data: dict, overrides: list[str], cls=None) -> dict:
+    """Set ``a.b.c=value`` pairs into the nested dict ``data``. With the dataclass ``cls``
+    the value is parsed by the key's field type (``mlfo.config.typed_yaml``): a text
+    field keeps the text as typed (``data.train=0012`` is folder ``0012``); other values
+    are YAML (``[1, 2]``, ``1e-3``, ``{low: 4}``)."""
     for item in overrides:
         if "=" not in item:
             raise MLFOError(f"{item}: an override must look like key=value (e.g. optim.lr=0.01)")
@@ -69,10 +72,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key = key.strip()
         if not key:
             raise MLFOError(f"{item}: empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_override(raw, field_type(cls, key) if cls is not None else None, key)
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -116,14 +116,6 @@ def _configure(cls) -> None:
         for arg in (tp, *typing.get_args(tp)):
             if dataclasses.is_dataclass(arg):
                 _configure(arg)
-
-
-def strip_optional(tp) -> tuple[Any, bool]:
-    """(the type without ``None``, whether None is allowed)."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), len(args) < len(typing.get_args(tp))
-    return tp, False
 
 
 def _prepare(cls, data, where: str, name: Callable[[str], str]) -> dict:
@@ -171,7 +163,8 @@ def _one_line(err: ValidationError, where: str, name: Callable[[str], str]) -> s
     message = message[0].lower() + message[1:]
     if first["type"] == "missing":
         return f"{key.rsplit('[', 1)[0]}: too few values" if loc[-1].isdigit() else f"{key}: a value is missing"
-    return f"{key}: {message}, got {first.get('input')!r}"
+    shown = repr(first.get("input"))
+    return f"{key}: {message}, got {shown if len(shown) <= 80 else shown[:77] + '...'}"
 
 
 def _rename(message: str, cls, name: Callable[[str], str]) -> str:

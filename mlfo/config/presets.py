@@ -10,6 +10,7 @@ import yaml
 
 from mlfo.config.loader import apply_overrides, build, to_dict
 from mlfo.config.schema import Config, validate
+from mlfo.config.typed_yaml import read_yaml
 from mlfo.errors import MLFOError
 
 
@@ -42,15 +43,8 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
     if name_or_path is not None:
         path = resolve_config_path(name_or_path)
         source = str(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise MLFOError(f"{path}: not valid YAML{where}") from None
-        if not isinstance(data, dict):
-            raise MLFOError(f"{path}: expected a mapping of sections at the top level")
-    data = apply_overrides(data, list(overrides or []))
+        data = read_yaml(path, Config)
+    data = apply_overrides(data, list(overrides or []), Config)
     try:
         cfg = build(Config, data)
     except MLFOError as err:
@@ -65,5 +59,27 @@ def config_from_dict(data: dict) -> Config:
     return validate(build(Config, data))
 
 
+# The first line of every config file mlfo writes: what tells its own file from a user's.
+RESOLVED_HEADER = "# mlfo: the resolved configuration of this run, rewritten at every start (keep notes elsewhere)"
+
+
+def config_text(cfg: Config) -> str:
+    """The YAML text mlfo writes for ``cfg``, headed by ``RESOLVED_HEADER``."""
+    return RESOLVED_HEADER + "\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    Path(path).write_text(config_text(cfg))
+
+
+def written_by_mlfo(path: str | Path) -> bool:
+    """Whether ``path`` is a config file ``save_config`` wrote: its header, or (runs from
+    before the header) text that is exactly what mlfo writes for its content, so that
+    replacing it loses nothing."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if text.startswith(RESOLVED_HEADER + "\n"):
+            return True
+        return text == yaml.safe_dump(to_dict(config_from_dict(read_yaml(Path(path), Config))), sort_keys=False)
+    except (MLFOError, OSError, UnicodeDecodeError):
+        return False

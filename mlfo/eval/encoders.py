@@ -27,14 +27,14 @@ class Encoder:
     module: nn.Module
     info: dict  # name, kind, checkpoint, sha256, arch, seed
     key: str = "main"  # "main" or the baseline folder name
-    trained_on: np.ndarray | None = None  # name digests of its pretraining videos (mlfo.data.provenance)
+    trained_on: np.ndarray | None = None  # identity digests of its pretraining videos (mlfo.data.provenance)
 
 
 def random_encoder(arch: dict | str, seed: int = 0) -> Encoder:
     """A randomly initialised backbone (seeded): the floor every pretrained encoder must beat."""
     from mlfo.models.backbones import arch_kwargs, build_backbone
 
-    kwargs = arch_kwargs(arch, classifier=False)
+    kwargs = arch_kwargs(arch, classifier=False, source="--arch")  # features never use a classifier
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = build_backbone(**kwargs)

@@ -204,15 +204,36 @@ class VideoResNet(nn.Module):
         return self.fc(self(x))
 
 
-def arch_kwargs(arch: dict | str, classifier: bool = True) -> dict:
+MAX_WIDTH = 4096  # channels of a layer in a saved architecture; r3d_18's widest is 512
+MAX_CLASSES = 100_000
+
+
+def _int_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def arch_kwargs(arch: dict | str, classifier: bool = True, source: str = "arch") -> dict:
     """``build_backbone`` keyword arguments of a saved ``arch`` (a ``backbone.arch`` dict or a
     bare name): THE reading of an architecture for checkpoints, exported encoders and
-    baselines. Unknown extras are ignored; ``classifier=False`` drops ``num_classes``
-    (an evaluation's encoder needs no classifier)."""
+    baselines. A file's header is data and may ask for any size or type, so names, types
+    and ranges are checked before anything is built (one line naming ``source``); unknown
+    extras are ignored; ``classifier=False`` drops ``num_classes`` (features need none)."""
     if isinstance(arch, str):
-        return {"name": arch}
-    keys = ("name", "stem", "widths", "num_classes") if classifier else ("name", "stem", "widths")
-    return {k: arch[k] for k in keys if k in arch}
+        arch = {"name": arch}
+    if not isinstance(arch, dict):
+        raise MLFOError(f"{source}: the architecture record is not a mapping, got {type(arch).__name__}")
+    name, stem = arch.get("name"), arch.get("stem", "reference")
+    widths, classes = arch.get("widths"), arch.get("num_classes") if classifier else None
+    if not isinstance(name, str) or name not in BACKBONES:
+        raise MLFOError(f"{source}: arch name {str(name)[:40]!r} is not one of {', '.join(BACKBONES)}")
+    if not isinstance(stem, str) or stem not in STEMS:
+        raise MLFOError(f"{source}: arch stem {str(stem)[:40]!r} is not one of {', '.join(STEMS)}")
+    if widths is not None and not (isinstance(widths, (list, tuple)) and len(widths) == 4
+                                   and all(_int_in(w, 1, MAX_WIDTH) for w in widths)):
+        raise MLFOError(f"{source}: arch widths {str(widths)[:60]} are not 4 integers in 1..{MAX_WIDTH}")
+    if classes is not None and not _int_in(classes, 1, MAX_CLASSES):
+        raise MLFOError(f"{source}: arch num_classes {str(classes)[:40]} is not an integer in 1..{MAX_CLASSES}")
+    return {"name": name, "stem": stem, "widths": None if widths is None else list(widths), "num_classes": classes}
 
 
 def build_backbone(name: str, stem: str = "reference", widths=None,

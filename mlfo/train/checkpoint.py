@@ -8,6 +8,7 @@ file that would need arbitrary unpickling, which can run code, is refused.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -20,25 +21,34 @@ from mlfo.errors import MLFOError
 
 LAST = "last.pt"
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
-_TEMP_FILE = re.compile(r"^\.(last|epoch_\d+)\.pt\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp: .<name>.XXXXXXXX.tmp
+# mkstemp names of atomic_write: .<name>.XXXXXXXX.tmp (checkpoints and the run's config)
+_TEMP_FILE = re.compile(r"^\.(last\.pt|epoch_\d+\.pt|config\.yaml|config\.resolved\.yaml)\.[A-Za-z0-9_]{8}\.tmp$")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# torch's wording of one mismatched tensor in a load_state_dict error
+_SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) "
+                            r"from checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)")
 
 
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(binary file)`` on a temporary file in the same folder, fsync, then rename
     over ``path``: a run killed mid-write leaves the previous file intact, never a
-    truncated one (and a ``.<name>.*.tmp`` that ``stale_temp_files`` finds)."""
+    truncated one (and a ``.<name>.*.tmp`` that ``stale_temp_files`` finds). A full disk
+    is one line saying so, the temporary file removed and the previous file intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise MLFOError(f"{path}: cannot write: {_reason(err)}") from None
+    try:
+        _write_synced(fd, write)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, Exception) and _os_error(err) is not None:
+            kept = "the previous file is intact" if path.exists() else "nothing was written"
+            raise MLFOError(f"{path}: cannot write: {_reason(_os_error(err))}; {kept}") from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -49,6 +59,33 @@ def atomic_write(path: str | Path, write) -> Path:
     except OSError:
         pass
     return path
+
+
+def _write_synced(fd: int, write) -> None:
+    fh = os.fdopen(fd, "wb")
+    try:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    finally:
+        try:
+            fh.close()
+        except OSError:
+            pass  # the error that matters was raised above (closing flushes again)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError with an errno behind ``err`` (torch.save wraps its writer's in a RuntimeError)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _reason(err: OSError) -> str:
+    code = errno.errorcode.get(err.errno, str(err.errno))
+    return "the disk is full (ENOSPC)" if err.errno in _DISK_FULL else f"{err.strerror or err} ({code})"
 
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
@@ -111,3 +148,24 @@ def find_resume_path(resume: str | None, out_dir: str | Path) -> Path | None:
     if not path.is_file():
         raise MLFOError(f"{resume}: no checkpoint to resume from")
     return path
+
+
+def load_module_state(module, state: dict, path: str | Path, changed: list[str] = ()) -> None:
+    """``module.load_state_dict(state)``, refused in one line naming the checkpoint, the
+    first mismatch and the ``changed`` settings, instead of torch's multi-line ``Error(s)
+    in loading state_dict`` (e.g. a resume with other backbone widths). Torch does the
+    matching, so a module that resizes a buffer on load (the prototype queue) still can."""
+    if not isinstance(state, dict):
+        raise MLFOError(f"{path}: the checkpoint's model state is not a dict of tensors")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        problems = [_SIZE_MISMATCH.sub(r"\1 is \2 in the checkpoint, \3 in this run", line.strip().rstrip("."))
+                    for line in str(err).splitlines()[1:] if line.strip()]
+        if not problems:
+            raise
+        first = problems[0] if len(problems[0]) <= 200 else problems[0][:197] + "..."
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        settings = f"; settings changed since: {', '.join(changed)}" if changed else ""
+        raise MLFOError(f"{path}: holds another architecture than this run's ({first}{more}{settings}); "
+                        "resume with the checkpoint's settings or start a new run") from None

@@ -169,11 +169,11 @@ class Trainer:
             "world_size": self.ctx.world_size,
         }
 
-    def load_state_dict(self, state: dict, path: Path) -> None:
+    def load_state_dict(self, state: dict, path: Path, changed: list[str] = ()) -> None:
         # The position first: a checkpoint of another data order is refused before any change.
         epoch, samples = restore_position(state, path, seed=self.cfg.seed, dataset_size=len(self.dataset))
         notes = self.method.load_extra_state(state, path)
-        self.method.load_state_dict(state["method"])
+        ckpt_io.load_module_state(self.method, state["method"], path, [n for n in notes if n])  # one line on a mismatch
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -209,9 +209,14 @@ class Trainer:
                                 f"step {self.global_step}")
         state = self.state_dict()  # every rank takes part (RNG gather)
         path = self.out_dir / name
+        failed = None
         if self.ctx.is_main:
-            ckpt_io.atomic_torch_save(state, path)
-        barrier(self.ctx)
+            try:
+                ckpt_io.atomic_torch_save(state, path)
+            except MLFOError as err:  # e.g. a full disk: every rank stops in one line, together
+                failed = err
+        if all_reduce_min(self.ctx, int(failed is None)) == 0:
+            raise failed or MLFOError(f"{path}: not written by rank 0 (see its message)")
         if name == ckpt_io.LAST:
             self.last_checkpoint = path
         self.good.saved(path, self.global_step)
@@ -311,6 +316,7 @@ class Trainer:
             self.resume(resume)
         elif ctx.is_main and not self.resumed:
             truncate_metrics(self.out_dir / METRICS_FILE, 0)  # a fresh start: no lines of an earlier one
+        self._write_run_files()  # only now: a refused resume leaves the run folder as it was
         if ctx.is_main:
             print(f"mlfo: {cfg.name} on {len(self.records)} videos: "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, "

@@ -12,6 +12,7 @@ tensor ``.pt`` files (``{"arch", "state_dict"}`` or a bare state dict), with
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import torch
 from mlfo.data import provenance
 from mlfo.errors import MLFOError
 from mlfo.models import arch_kwargs, build_backbone, export_torchvision_state_dict, load_torchvision_state_dict
-from mlfo.models.torchvision_compat import infer_arch
+from mlfo.models.backbones import BACKBONES
+from mlfo.models.torchvision_compat import infer_arch, unwrap_state_dict
 from mlfo.method import MLFOMethod
 from mlfo.train.checkpoint import atomic_write, load_checkpoint
 
@@ -47,6 +49,35 @@ def backbone_state_from_checkpoint(ckpt: dict) -> dict[str, torch.Tensor]:
     return MLFOMethod.encoder_state(ckpt["method"])
 
 
+def checked_arch(arch, state: dict, source: str) -> dict:
+    """``arch_kwargs``, then the tensors must be of that architecture, so that no
+    header builds a network other (or larger) than the one the file holds."""
+    kwargs = arch_kwargs(arch, source=source)
+    held = infer_arch(state, source=source)
+    claimed = (BACKBONES[kwargs["name"]][0], kwargs["stem"], list(kwargs["widths"] or BACKBONES[kwargs["name"]][1]),
+               kwargs["num_classes"])
+    found = (BACKBONES[held["name"]][0], held["stem"], held["widths"], held["num_classes"])
+    if claimed != found:
+        def show(a):
+            return f"{a[0]}, stem {a[1]}, widths {a[2]}, classes {a[3]}"
+        raise MLFOError(f"{source}: the recorded architecture ({show(claimed)}) is not the one its tensors "
+                        f"hold ({show(found)})")
+    return kwargs
+
+
+def check_dtypes(backbone, state: dict, source: str) -> None:
+    """Refuse a tensor that is not floating point where the backbone's is: casting int8 or
+    bool weights to float would evaluate other weights than the file's, without a word."""
+    ours = backbone.state_dict()
+    for key, value in unwrap_state_dict(state).items():
+        if key in ours and ours[key].is_floating_point():
+            if not isinstance(value, torch.Tensor):
+                raise MLFOError(f"{source}: {key} is not a tensor ({type(value).__name__})")
+            if not value.is_floating_point():
+                raise MLFOError(f"{source}: {key} is a {str(value.dtype).replace('torch.', '')} tensor where "
+                                "the encoder has float weights: refused (a cast would change the weights)")
+
+
 def _trained_on(ckpt: dict) -> np.ndarray | None:
     value = ckpt.get("trained_on")
     return value.numpy().astype(np.int64) if isinstance(value, torch.Tensor) else None
@@ -64,18 +95,44 @@ def export_path(out: str | Path) -> Path:
     return out
 
 
-def export_encoder(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the encoder of a pretraining checkpoint to ``out`` (a .safetensors file)."""
+def _check_target(out: Path, checkpoint: str | Path, overwrite: bool) -> None:
+    """The export may replace only an encoder mlfo exported (or any file with ``overwrite``),
+    never a folder or the checkpoint it reads."""
+    if out.is_dir():
+        raise MLFOError(f"{out}: is a folder; give the encoder file's name")
+    if not out.exists():
+        return
+    if os.path.samefile(out, checkpoint):
+        raise MLFOError(f"{out}: is the checkpoint being exported; give another file name")
+    if not overwrite and not is_mlfo_export(out):
+        raise MLFOError(f"{out}: exists and is not an encoder mlfo exported; give another name, or add "
+                        "--overwrite to replace it")
+
+
+def is_mlfo_export(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file whose header says mlfo exported it."""
+    from safetensors import safe_open
+
+    try:
+        if not _is_safetensors(path):
+            return False
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("format") == FORMAT
+    except Exception:  # unreadable: not ours
+        return False
+
+
+def export_encoder(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the encoder of a pretraining checkpoint to ``out`` (a .safetensors file); an
+    existing ``out`` is replaced only when mlfo exported it, or with ``overwrite``."""
     from safetensors.torch import save
 
     out = export_path(out)
     ckpt = load_checkpoint(checkpoint)
-    if not is_pretrain_checkpoint(ckpt):
+    if not is_pretrain_checkpoint(ckpt) or not isinstance(ckpt["method"], dict):
         raise MLFOError(f"{checkpoint}: not an mlfo pretraining checkpoint (no model / encoder_arch)")
-    if out.is_dir():
-        raise MLFOError(f"{out}: is a folder; give the encoder file's name")
-    backbone = build_backbone(**arch_kwargs(ckpt["encoder_arch"]))
-    load_torchvision_state_dict(backbone, backbone_state_from_checkpoint(ckpt), strict=True, source=str(checkpoint))
+    backbone = build_encoder(EncoderFile(ckpt["encoder_arch"], backbone_state_from_checkpoint(ckpt)), str(checkpoint))
+    _check_target(out, checkpoint, overwrite)
     source = {"checkpoint": str(Path(checkpoint).resolve()), "epoch": ckpt.get("epoch"),
               "step": ckpt.get("global_step", ckpt.get("step"))}
     metadata = {"format": FORMAT, "arch": json.dumps(backbone.arch), "source": json.dumps(source)}
@@ -132,8 +189,10 @@ def read_encoder_file(path: str | Path, map_location="cpu") -> EncoderFile:
 
 
 def build_encoder(enc: EncoderFile, source: str):
-    """A VideoResNet in eval mode holding ``enc``'s weights (every key must match)."""
-    backbone = build_backbone(**arch_kwargs(enc.arch))
+    """A VideoResNet in eval mode holding ``enc``'s weights (architecture checked before
+    anything is built; every key, shape and float type must match)."""
+    backbone = build_backbone(**checked_arch(enc.arch, enc.state, source))
+    check_dtypes(backbone, enc.state, source)
     load_torchvision_state_dict(backbone, enc.state, strict=True, source=source)
     return backbone.eval()
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from mlfo.config import Config, save_config
+from mlfo.config import Config
+from mlfo.data.sampling import mlfo_min_frames
 from mlfo.distributed import DistContext, init_distributed, teardown
 from mlfo.errors import MLFOError
 from mlfo.method import MLFOMethod
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train.engine import Trainer, TrainerConfig, TrainResult, check_runtime
 from mlfo.train.indexing import index_training_data, load_training_index
-from mlfo.train.run_folder import claim_on_rank_0
+from mlfo.train.run_folder import claim_on_rank_0, write_run_config
 from mlfo.train.skip_report import report_unusable
 
 
@@ -36,15 +37,13 @@ def trainer_config(cfg: Config) -> TrainerConfig:
         tensorboard=t.tensorboard)
 
 
-def _training_records(cfg: Config, ctx: DistContext, out_dir: Path, index, method: MLFOMethod) -> list:
-    """The usable training videos (unusable ones reported by rank 0). Every node leader
+def _training_records(cfg: Config, ctx: DistContext, index, method: MLFOMethod) -> list:
+    """The usable training videos. Every node leader
     indexed before joining the group; the others read its cache here, in this process (no
     pool forked once communicators exist)."""
     d = cfg.data
     index = index if index is not None else load_training_index(d, progress=False, workers=1)
-    records = index.usable(min_frames=method.min_frames)
-    if ctx.is_main:
-        report_unusable(index, method.min_frames, out_dir, d.train)
+    records = index.usable(min_frames=method.min_frames)  # rank 0 lists the others once a resume is accepted
     if len(records) < d.batch_size * ctx.world_size:
         raise MLFOError(f"data.batch_size: {d.batch_size} videos x {ctx.world_size} process(es) "
                         f"exceeds the {len(records)} usable videos in {d.train}")
@@ -58,7 +57,7 @@ def build_trainer(cfg: Config, ctx: DistContext, index=None, out_dir: str | Path
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     return Trainer(trainer_config(cfg), ctx, functools.partial(MLFOMethod, cfg),
-                   functools.partial(_training_records, cfg, ctx, out_dir, index), out_dir)
+                   functools.partial(_training_records, cfg, ctx, index), out_dir)
 
 
 def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) -> TrainResult:
@@ -77,7 +76,8 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
         if resume_path:
             trainer.resume(resume_path)
         if ctx.is_main:  # after a resume was accepted: a refused one leaves the folder's config alone
-            save_config(cfg, trainer.out_dir / "config.yaml")
+            write_run_config(trainer.out_dir, cfg)  # never over a config.yaml of the user's
+            report_unusable(index, mlfo_min_frames(cfg.data.clip_len), trainer.out_dir, cfg.data.train)
         result = trainer.fit()
         ok = True
         return result

@@ -10,6 +10,10 @@ A folder that holds checkpoints is resumed only with ``--resume auto|PATH`` and 
 again only with ``--overwrite`` (which deletes the old run's checkpoints and lists);
 otherwise the run is refused before anything is written. Temporary files of checkpoint
 writes that were killed are removed once the lock is held.
+
+The resolved config goes to ``OUT/config.yaml`` unless that file is the user's own (``mlfo
+pretrain exp/config.yaml --out exp``): then to ``OUT/config.resolved.yaml``; a file mlfo
+did not write is never replaced. It is written only once a resume has been accepted.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
 
 LOCK_FILE = ".mlfo.lock"
+CONFIG_FILES = ("config.yaml", "config.resolved.yaml")  # the first that is free or mlfo's own
 # What a run writes besides checkpoints and metrics; --overwrite deletes these with them.
 RUN_LISTS = ("skipped_videos.txt", "unusable_videos.txt", "metrics.png")
 
@@ -93,6 +98,31 @@ def _check_start(out: Path, resume: str | None, overwrite: bool) -> None:
                         f"--resume {found[-1]} or start again with --overwrite")
 
 
+def config_target(out: Path) -> Path:
+    """Where the resolved config may go without replacing a file mlfo did not write."""
+    from mlfo.config import written_by_mlfo
+
+    for name in CONFIG_FILES:
+        path = out / name
+        if not path.exists() or (path.is_file() and written_by_mlfo(path)):
+            return path
+    raise MLFOError(f"{out}: {' and '.join(CONFIG_FILES)} are files mlfo did not write; move one "
+                    "away so that the run's resolved config can be saved beside it")
+
+
+def write_run_config(out: str | Path, cfg) -> Path:
+    """Save ``cfg`` resolved in the run folder (see the module docstring); returns the file."""
+    from mlfo.config import config_text
+
+    out = Path(out)
+    path = config_target(out)
+    if path.name != CONFIG_FILES[0]:
+        print(f"mlfo: {out / CONFIG_FILES[0]} is not a file mlfo wrote: kept as it is; the resolved "
+              f"config is saved as {path}", file=sys.stderr)
+    text = config_text(cfg).encode()
+    return ckpt_io.atomic_write(path, lambda fh: fh.write(text))
+
+
 def _clear(out: Path, overwrite: bool) -> None:
     stale = ckpt_io.stale_temp_files(out)
     for p in stale:
@@ -122,6 +152,7 @@ def claim_run_folder(out_dir: str | Path, resume: str | None = None, overwrite: 
     fd = _lock(out)
     try:
         _check_start(out, resume, overwrite)
+        config_target(out)  # refused now rather than after the checkpoints are gone
         _clear(out, overwrite)
     except BaseException:
         if fd is not None:
