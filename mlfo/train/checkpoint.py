@@ -150,9 +150,10 @@ def find_resume_path(resume: str | None, out_dir: str | Path) -> Path | None:
     return path
 
 
-def load_module_state(module, state: dict, path: str | Path, changed: list[str] = ()) -> None:
+def load_module_state(module, state: dict, path: str | Path, notes: list[str] = ()) -> None:
     """``module.load_state_dict(state)``, refused in one line naming the checkpoint, the
-    first mismatch and the ``changed`` settings, instead of torch's multi-line ``Error(s)
+    first mismatch and the method's resume ``notes`` (e.g. the settings changed since the
+    checkpoint), instead of torch's multi-line ``Error(s)
     in loading state_dict`` (e.g. a resume with other backbone widths). Torch does the
     matching, so a module that resizes a buffer on load (the prototype queue) still can."""
     if not isinstance(state, dict):
@@ -166,6 +167,6 @@ def load_module_state(module, state: dict, path: str | Path, changed: list[str] 
             raise
         first = problems[0] if len(problems[0]) <= 200 else problems[0][:197] + "..."
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        settings = f"; settings changed since: {', '.join(changed)}" if changed else ""
+        settings = "".join(f"; {note.removeprefix('mlfo: ')}" for note in notes if note)
         raise MLFOError(f"{path}: holds another architecture than this run's ({first}{more}{settings}); "
                         "resume with the checkpoint's settings or start a new run") from None

@@ -34,7 +34,7 @@ from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, ba
 from mlfo.errors import MLFOError
 from mlfo.train import checkpoint as ckpt_io
 from mlfo.train import finite
-from mlfo.train.interface import Method, TrainerConfig
+from mlfo.train.interface import Method, TrainerConfig, check_runtime
 from mlfo.train.metrics_log import METRICS_FILE, MetricsLogger, truncate_metrics
 from mlfo.train.optim import build_optimizer, lr_factor, set_learning_rates
 from mlfo.train.parallel import ParallelMethod, broadcast_buffers, to_channels_last
@@ -59,22 +59,6 @@ def learning_rate_factor(cfg: TrainerConfig, progress: float, steps_per_epoch: i
     every param group's rate is its base rate times this (``optim.set_learning_rates``)."""
     return lr_factor(progress, cfg.epochs, schedule=cfg.schedule, warmup=cfg.warmup_epochs,
                      step_length=1 / steps_per_epoch, milestones=cfg.milestones, decay=cfg.decay)
-
-
-def check_runtime(cfg: TrainerConfig, device: torch.device) -> None:
-    """Refuse settings that cannot work (on this device), before anything is built."""
-    if cfg.sync_bn and cfg.compile:
-        raise MLFOError("train.compile with train.sync_bn: torch.compile cannot trace SyncBatchNorm's "
-                        "collectives (it splits the compiled model there; open compile + DDP bugs upstream); "
-                        "set one of them to false")
-    if device.type != "cuda":
-        if cfg.amp != "off":
-            raise MLFOError(
-                f"train.amp: {cfg.amp} autocast is GPU-only; on CPU mlfo trains in fp32 "
-                "(CPU bf16 gave inf Conv3d weight gradients and NaN losses within 15 steps)"
-            )
-        if cfg.sync_bn:
-            raise MLFOError("train.sync_bn: SyncBatchNorm needs GPUs (it does not run on CPU)")
 
 
 def _set_frozen_bn(module: nn.Module) -> None:
@@ -169,11 +153,11 @@ class Trainer:
             "world_size": self.ctx.world_size,
         }
 
-    def load_state_dict(self, state: dict, path: Path, changed: list[str] = ()) -> None:
+    def load_state_dict(self, state: dict, path: Path) -> None:
         # The position first: a checkpoint of another data order is refused before any change.
         epoch, samples = restore_position(state, path, seed=self.cfg.seed, dataset_size=len(self.dataset))
         notes = self.method.load_extra_state(state, path)
-        ckpt_io.load_module_state(self.method, state["method"], path, [n for n in notes if n])  # one line on a mismatch
+        ckpt_io.load_module_state(self.method, state["method"], path, notes)  # one line on a mismatch
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -316,7 +300,6 @@ class Trainer:
             self.resume(resume)
         elif ctx.is_main and not self.resumed:
             truncate_metrics(self.out_dir / METRICS_FILE, 0)  # a fresh start: no lines of an earlier one
-        self._write_run_files()  # only now: a refused resume leaves the run folder as it was
         if ctx.is_main:
             print(f"mlfo: {cfg.name} on {len(self.records)} videos: "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, "

@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch.utils.data import Dataset
 
+from mlfo.errors import MLFOError
+
 
 @runtime_checkable
 class Method(Protocol):
@@ -94,3 +96,19 @@ class TrainerConfig:
     finite_check_steps: int = 0
     progress: bool = True
     tensorboard: bool = True
+
+
+def check_runtime(cfg: TrainerConfig, device: torch.device) -> None:
+    """Refuse settings that cannot work (on this device), before anything is built."""
+    if cfg.sync_bn and cfg.compile:
+        raise MLFOError("train.compile with train.sync_bn: torch.compile cannot trace SyncBatchNorm's "
+                        "collectives (it splits the compiled model there; open compile + DDP bugs upstream); "
+                        "set one of them to false")
+    if device.type != "cuda":
+        if cfg.amp != "off":
+            raise MLFOError(
+                f"train.amp: {cfg.amp} autocast is GPU-only; on CPU mlfo trains in fp32 "
+                "(CPU bf16 gave inf Conv3d weight gradients and NaN losses within 15 steps)"
+            )
+        if cfg.sync_bn:
+            raise MLFOError("train.sync_bn: SyncBatchNorm needs GPUs (it does not run on CPU)")

@@ -115,5 +115,6 @@ def test_arch_kwargs_is_the_one_reading_of_a_saved_arch():
     net = build_backbone("r3d_small", widths=[8, 16, 16, 32], num_classes=5)
     saved = {**net.arch, "extra": "ignored"}
     assert build_backbone(**arch_kwargs(saved)).arch == net.arch
-    assert arch_kwargs(saved, classifier=False) == {k: net.arch[k] for k in ("name", "stem", "widths")}
-    assert arch_kwargs("r3d_18") == {"name": "r3d_18"}
+    assert arch_kwargs(saved, classifier=False) == {**{k: net.arch[k] for k in ("name", "stem", "widths")},
+                                                    "num_classes": None}
+    assert build_backbone(**arch_kwargs("r3d_18")).arch == build_backbone("r3d_18").arch

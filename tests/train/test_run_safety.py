@@ -104,7 +104,7 @@ def test_another_architecture_names_the_tensor_and_the_setting(run, tiny_data, c
                         "--resume", "auto") == 2
     err = capsys.readouterr().err
     assert "layer4.0.conv1.0.weight is [32, 16, 3, 3, 3] in the checkpoint, [16, 16, 3, 3, 3] in this run" in err
-    assert "settings changed since: backbone.widths" in err and "Error(s) in loading" not in err
+    assert "resuming with changed settings: backbone.widths" in err and "Error(s) in loading" not in err
 
 
 def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_loses_nothing(tiny_data, tmp_path, capsys,
