@@ -118,7 +118,7 @@ def scan(path: str, open_stream: Callable[[], tuple[Iterable[av.VideoFrame], Cal
 
 class DecodeOrderReading:
     """Reading in decode order, for ``PyAVReader`` (which provides the container, the
-    stream, ``_reopen``, ``_to_tensor`` and ``_key_pts``)."""
+    stream, ``_reopen``, ``_prime_decoder``, ``_to_tensor`` and ``_key_pts``)."""
 
     def _scan_decode_order(self) -> None:
         def open_stream():
@@ -147,6 +147,7 @@ class DecodeOrderReading:
             self._reopen()
             self._next_index = 0
         else:
+            self._prime_decoder()
             try:
                 self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
             except av.FFmpegError:

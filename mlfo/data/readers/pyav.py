@@ -30,7 +30,7 @@ from fractions import Fraction
 import av
 import torch
 
-from mlfo.data.readers import decode_order
+from mlfo.data.readers import decode_order, opening
 from mlfo.data.readers.base import VideoReader
 from mlfo.data.readers.decode_order import SEEK_MIN_GAP
 from mlfo.data.readers.decode_order import short as _short
@@ -38,7 +38,6 @@ from mlfo.errors import VideoDecodeError
 
 # Codecs whose "non-reference" frames are measured here to skip exactly (tests/data).
 SKIP_NONREF_CODECS = ("h264", "mpeg4", "vp9")
-SKIM = {"skip_frame": "all"}  # codec option for avformat_find_stream_info only
 # Where ``verify`` also decodes the first frames to check their timestamps' order: AVI
 # (stores no presentation times) and the MPEG-4 part 2 family (DivX / Xvid packing).
 ORDER_CHECK_CODECS = ("mpeg4", "msmpeg4v3", "msmpeg4v2", "h263")
@@ -91,10 +90,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         self._threads = threads
         self._container = None
         self._skips = _Skips()
-        if not os.path.exists(self.path):
-            raise VideoDecodeError(f"{self.path}: file not found")
-        if os.path.isdir(self.path):
-            raise VideoDecodeError(f"{self.path}: is a directory, not a video file (use backend 'frames')")
+        opening.check_regular_file(self.path)
         self._open()
         self._build_index()
         stream = self._stream
@@ -110,13 +106,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
     def _open(self, skim: bool = True) -> None:
         """Open the file; ``skim``: FFmpeg's stream probe decodes nothing (the sizes, rates and
         B-frame delay come from headers; a decoded first frame would be decoded again)."""
-        try:
-            self._container = av.open(self.path, metadata_errors="ignore", options=SKIM if skim else None)
-        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
-            raise VideoDecodeError(f"{self.path}: not a readable video ({_short(err)})") from None
-        if not self._container.streams.video:
-            self.close()
-            raise VideoDecodeError(f"{self.path}: no video stream")
+        self._container = opening.open_input(self.path, skim)
         self._stream = self._container.streams.video[0]
         if skim and (self._stream.codec_context.width <= 0 or self._stream.codec_context.height <= 0):
             self._container.close()  # a codec whose headers lack the frame size: probe by decoding
@@ -127,8 +117,15 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             self._stream.thread_count = self._threads
         else:  # FFmpeg's default (0) starts a thread per core for every decoder opened
             self._stream.codec_context.thread_count = 1
+        self._primed = False  # whether this decoder has seen the first packet (opening.prime)
         self._frames: Iterator | None = None  # live decode iterator, or None after EOF/seek
         self._next_index: int | None = 0  # index of the frame the live iterator returns next (at least)
+
+    def _prime_decoder(self) -> None:
+        """Before the first seek of a decoder: let it see the stream's first packet."""
+        if not self._primed:
+            opening.prime(self._stream.codec_context, self._first_packet)
+            self._primed = True
 
     def _build_index(self) -> None:
         """One demux pass: timestamps, keyframes, damage, and whether timestamps can name frames."""
@@ -137,11 +134,13 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         count = discarded = 0
         missing_pts = packed = False
         check_packing = self._stream.codec_context.name == "mpeg4"
-        damaged_pts = None
+        damaged_pts = self._first_packet = None
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the flush packet at end of stream
                     continue
+                if self._first_packet is None:
+                    self._first_packet = bytes(packet)
                 if packet.is_discard:  # before an mp4 edit list's start: decoded, never shown
                     discarded += 1
                     continue
@@ -270,6 +269,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         else:
             target = self._pts[key]
         self._frames = None
+        self._prime_decoder()
         try:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         except av.FFmpegError:  # an unseekable input (raw streams, pipes): start over instead

@@ -71,8 +71,9 @@ def write_cache(path: Path, records: list[VideoRecord], keys: dict[str, tuple[in
         os.replace(tmp, path)  # atomic: a reader never sees half a cache
         return True
     except OSError:
-        tmp.unlink(missing_ok=True)
         return False
+    finally:  # whatever stopped the write (an error, Ctrl-C): no temp file left beside the data
+        tmp.unlink(missing_ok=True)
 
 
 def still_valid(cached: dict[str, dict], skip) -> tuple[list[VideoRecord], dict[str, tuple[int, int]]]:

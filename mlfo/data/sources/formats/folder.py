@@ -11,8 +11,19 @@ from mlfo.data.sources.records import VIDEO_SUFFIXES
 from mlfo.errors import MLFOError
 
 
-def _walk_videos(root: Path) -> list[Path]:
-    """Video files and frame folders below ``root`` (a frame folder is not descended into)."""
+def _utf8(path: Path) -> bool:
+    """Whether a name the file system gave is valid UTF-8 (else it holds surrogate escapes)."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _walk_videos(root: Path) -> tuple[list[Path], list[str]]:
+    """Video files and frame folders below ``root`` (a frame folder is not descended into),
+    and a line for each whose name is not UTF-8: such a name can be neither printed, nor
+    written to the index, nor opened by PyAV, so it is reported, not used."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -23,16 +34,20 @@ def _walk_videos(root: Path) -> list[Path]:
             continue
         found += [here / f for f in sorted(filenames)
                   if f.lower().endswith(VIDEO_SUFFIXES) and not f.startswith(".")]
-    return found
+    bad = [p for p in found if not _utf8(p)]
+    shown = [str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for p in bad]
+    return [p for p in found if _utf8(p)], [f"{name}: file name is not valid UTF-8 (rename it to use it)"
+                                            for name in shown]
 
 
 def entries(root: Path) -> tuple[list[tuple[str, str, int]], list[str], list[str]]:
-    videos = _walk_videos(root)
+    videos, skipped = _walk_videos(root)
     if not videos:
-        raise MLFOError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) or frame folders found")
+        raise MLFOError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) or frame folders found"
+                        + (f" ({skipped[0]})" if skipped else ""))
     parts = [v.relative_to(root).parts for v in videos]
     if all(len(p) == 2 for p in parts):  # ROOT/<class>/<video>: labelled
         classes = sorted({p[0] for p in parts})
         lookup = {c: i for i, c in enumerate(classes)}
-        return [(str(v), p[0], lookup[p[0]]) for v, p in zip(videos, parts)], classes, []
-    return [(str(v), "", -1) for v in videos], [], []
+        return [(str(v), p[0], lookup[p[0]]) for v, p in zip(videos, parts)], classes, skipped
+    return [(str(v), "", -1) for v in videos], [], skipped
