@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
+from fractions import Fraction
 
 import av
 
@@ -84,3 +85,15 @@ def prime(context: av.CodecContext, first_packet: bytes | None) -> None:
         pass  # headers are parsed before a decoder refuses the (skipped) picture
     finally:
         context.skip_frame = "DEFAULT"
+
+
+def frame_rate(stream: av.video.stream.VideoStream, pts: list[int] | None, num_frames: int) -> float:
+    """Frames per second: the container's rate, else the span of the timestamps, else 25."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and float(rate) > 0:
+            return float(rate)
+    if pts is not None and num_frames > 1:
+        span = (pts[-1] - pts[0]) * Fraction(stream.time_base)
+        if span > 0:
+            return float((num_frames - 1) / span)
+    return 25.0

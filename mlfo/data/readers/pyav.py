@@ -25,7 +25,6 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator
-from fractions import Fraction
 
 import av
 import torch
@@ -99,7 +98,8 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         if self.width <= 0 or self.height <= 0:
             self.close()
             raise VideoDecodeError(f"{self.path}: video stream has no frame size")
-        self.fps = self._frame_rate()
+        self.fps = opening.frame_rate(self._stream, self._pts, self.num_frames)
+        self.rotation = 0  # display rotation, degrees clockwise; known once ``verify`` decoded a picture
 
     # -- opening and indexing ------------------------------------------------------------
 
@@ -196,17 +196,6 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             return "B-frames with decode timestamps"
         return ""
 
-    def _frame_rate(self) -> float:
-        stream = self._stream
-        for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-            if rate and float(rate) > 0:
-                return float(rate)
-        if self._pts is not None and self.num_frames > 1:
-            span = (self._pts[-1] - self._pts[0]) * Fraction(stream.time_base)
-            if span > 0:
-                return float((self.num_frames - 1) / span)
-        return 25.0
-
     @property
     def keyframes(self) -> list[int]:
         """Frame indices where reading can start without decoding earlier frames."""
@@ -253,6 +242,8 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             if packet.size and packet.pts == pts:
                 pictures = packet.decode() + context.decode(None)  # the flush makes it come out now
                 context.flush_buffers()
+                if pictures:  # FFmpeg's angle is counter-clockwise
+                    self.rotation = round(-pictures[0].rotation) % 360
                 return bool(pictures)
         return False
 

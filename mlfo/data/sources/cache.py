@@ -15,7 +15,7 @@ from mlfo.data.sources.records import VideoRecord
 
 CACHE_SUFFIX = ".mlfo-index.csv"
 CACHE_COLUMNS = ["path", "num_frames", "fps", "width", "height", "label", "label_name", "status",
-                 "file_size", "mtime_ns"]
+                 "file_size", "mtime_ns", "rotation"]
 
 
 INSIDE_NAME = CACHE_SUFFIX  # a folder's own index, inside it (``mlfo data prepare`` writes one)
@@ -67,7 +67,7 @@ def write_cache(path: Path, records: list[VideoRecord], keys: dict[str, tuple[in
                     rel = r.path
                 size, mtime = keys[r.path]
                 writer.writerow([rel, r.num_frames, r.fps, r.width, r.height, r.label, r.label_name,
-                                 r.status, size, mtime])
+                                 r.status, size, mtime, r.rotation])
         os.replace(tmp, path)  # atomic: a reader never sees half a cache
         return True
     except OSError:
