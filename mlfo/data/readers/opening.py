@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from fractions import Fraction
 
 import av
 
-from mlfo.data.readers.decode_order import short
 from mlfo.errors import VideoDecodeError
 
 SKIM = {"skip_frame": "all"}  # codec option for avformat_find_stream_info only
+
+
+def short(err: BaseException) -> str:
+    """One line describing an exception (FFmpeg errors repeat the file name; drop it)."""
+    if isinstance(err, (OSError, av.FFmpegError)) and getattr(err, "strerror", None):  # str() adds errno, path
+        return str(err.strerror)
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def check_regular_file(path: str) -> None:
@@ -72,6 +79,19 @@ def open_input(path: str, skim: bool) -> av.container.InputContainer:
     context = container.streams.video[0].codec_context
     context.flags |= av.codec.context.Flags.unaligned
     return container
+
+
+def pictures(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
+    """A sequential decode from the current position. A zero-length packet with a timestamp
+    (Theora's "picture unchanged") is no picture, and sent to the decoder it would start the
+    end-of-stream drain (every later packet then fails): only the final, untimed one is sent."""
+    for packet in container.demux(stream):
+        if not is_empty_picture(packet):
+            yield from packet.decode()
+
+
+def is_empty_picture(packet: av.Packet) -> bool:
+    return packet.size == 0 and packet.pts is not None
 
 
 def prime(context: av.CodecContext, first_packet: bytes | None) -> None:

@@ -32,7 +32,7 @@ import torch
 from mlfo.data.readers import decode_order, opening
 from mlfo.data.readers.base import VideoReader
 from mlfo.data.readers.decode_order import SEEK_MIN_GAP
-from mlfo.data.readers.decode_order import short as _short
+from mlfo.data.readers.opening import short as _short
 from mlfo.errors import VideoDecodeError
 
 # Codecs whose "non-reference" frames are measured here to skip exactly (tests/data).
@@ -65,6 +65,8 @@ def _decode_skipping(container, stream, index_of: dict[int, int], skips: _Skips)
     """Frames from the current position; unwanted non-reference frames are not decoded."""
     context = stream.codec_context
     for packet in container.demux(stream):
+        if opening.is_empty_picture(packet):  # see opening.pictures
+            continue
         if skips.enabled:
             index = index_of.get(packet.pts) if packet.size else None
             skip = index is not None and index not in skips.wanted
@@ -213,7 +215,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         try:
             if thorough:
                 self._reopen()
-                decoded = sum(1 for _ in self._container.decode(self._stream))
+                decoded = sum(1 for _ in opening.pictures(self._container, self._stream))
                 if decoded != self.num_frames:
                     raise VideoDecodeError(f"{self.path}: {decoded} frames decode, {self.num_frames} are indexed")
                 return
