@@ -65,7 +65,7 @@ def test_a_display_rotation_is_reported_and_frames_stay_as_stored(tmp_path):
     rotation = {Path(r.path).name: r.rotation for r in index.records}
     assert rotation == {"phone.mp4": 90, "upright.mp4": 0}
     assert all(r.status == "ok" for r in index.records)
-    report = summarize(index)
+    report = summarize(index, min_frames=32)
     assert f"  {root / 'phone.mp4'}: a player turns it 90 degrees clockwise" in report.splitlines()
     cached = load_index(root, progress=False)  # from the index cache, not probed again
     assert [r.rotation for r in cached.records] == [r.rotation for r in index.records]

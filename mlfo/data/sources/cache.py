@@ -93,4 +93,4 @@ def still_valid(cached: dict[str, dict], skip) -> tuple[list[VideoRecord], dict[
 def record_of(path: str, row: dict) -> VideoRecord:
     return VideoRecord(path=path, num_frames=int(row["num_frames"]), fps=float(row["fps"]),
                        width=int(row["width"]), height=int(row["height"]), label=int(row["label"]),
-                       label_name=row["label_name"], status=row["status"])
+                       label_name=row["label_name"], status=row["status"], rotation=int(row["rotation"]))

@@ -11,19 +11,8 @@ from mlfo.data.sources.records import VIDEO_SUFFIXES
 from mlfo.errors import MLFOError
 
 
-def _utf8(path: Path) -> bool:
-    """Whether a name the file system gave is valid UTF-8 (else it holds surrogate escapes)."""
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _walk_videos(root: Path) -> tuple[list[Path], list[str]]:
-    """Video files and frame folders below ``root`` (a frame folder is not descended into),
-    and a line for each whose name is not UTF-8: such a name can be neither printed, nor
-    written to the index, nor opened by PyAV, so it is reported, not used."""
+def _walk_videos(root: Path) -> list[Path]:
+    """Video files and frame folders below ``root`` (a frame folder is not descended into)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -34,14 +23,26 @@ def _walk_videos(root: Path) -> tuple[list[Path], list[str]]:
             continue
         found += [here / f for f in sorted(filenames)
                   if f.lower().endswith(VIDEO_SUFFIXES) and not f.startswith(".")]
-    bad = [p for p in found if not _utf8(p)]
-    shown = [str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for p in bad]
-    return [p for p in found if _utf8(p)], [f"{name}: file name is not valid UTF-8 (rename it to use it)"
-                                            for name in shown]
+    return found
+
+
+def _utf8_names(videos: list[Path]) -> tuple[list[Path], list[str]]:
+    """The videos whose path is valid UTF-8, and a line for each of the others: such a name
+    (surrogate escapes in Python) can be neither printed, nor written to the index, nor
+    opened by PyAV, so it is reported, not used."""
+    good, skipped = [], []
+    for video in videos:
+        try:
+            str(video).encode("utf-8")
+            good.append(video)
+        except UnicodeEncodeError:
+            shown = str(video).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            skipped.append(f"{shown}: file name is not valid UTF-8 (rename it to use it)")
+    return good, skipped
 
 
 def entries(root: Path) -> tuple[list[tuple[str, str, int]], list[str], list[str]]:
-    videos, skipped = _walk_videos(root)
+    videos, skipped = _utf8_names(_walk_videos(root))
     if not videos:
         raise MLFOError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) or frame folders found"
                         + (f" ({skipped[0]})" if skipped else ""))
