@@ -1,6 +1,7 @@
 """Files a dataset folder can hold that once crashed, hung or littered: MPEG program streams
 and FLV (a segfault while opening), a FIFO named like a video (a scan that never ends),
-a file name that is not UTF-8 (a traceback and a temp file left beside the data)."""
+a file name that is not UTF-8 (a traceback and a temp file left beside the data), and a
+stream whose first packet tells the decoder how to decode the rest (wrong pictures after a seek)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -76,3 +79,45 @@ def test_an_index_write_that_fails_midway_leaves_no_temp_file(tmp_path):
         index_cache.write_cache(target, [record], {})
     assert os.listdir(tmp_path) == []
 
+
+
+def _write_xvid_tagged(path: Path) -> None:
+    """MPEG-4 part 2 whose first packet alone carries Xvid's user data ("XviD0050"), as Xvid
+    writes it: FFmpeg then decodes with Xvid's IDCT, and a decoder that never saw the first
+    packet uses another one (every picture after a seek differs, by a few levels)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": "10", "bf": "0", "qscale": "4"}
+        first = True
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.roll(base, 2 * i, axis=1), format="rgb24")
+            for packet in stream.encode(frame) + (stream.encode() if i == 29 else []):
+                if first:
+                    tagged = av.Packet(b"\x00\x00\x01\xb2XviD0050" + bytes(packet))
+                    tagged.pts, tagged.dts, tagged.time_base = packet.pts, packet.dts, packet.time_base
+                    tagged.is_keyframe, tagged.stream, packet, first = True, stream, tagged, False
+                container.mux(packet)
+
+
+def test_a_seek_decodes_as_the_first_packet_says(tmp_path):
+    """The decoder sees the stream's first packet before its first seek (readers.opening.prime);
+    the same happens with x264's version in H.264 (cockatoo.mp4 in the conformance set)."""
+    path = tmp_path / "xvid.mp4"
+    _write_xvid_tagged(path)
+    with av.open(str(path)) as container:
+        truth = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:  # the case is real: from keyframe 10 alone, other pictures
+        packets = [p for p in container.demux(video=0) if p.size][10:]
+        alone = [f.to_ndarray(format="rgb24") for p in packets for f in p.decode()]
+        assert not np.array_equal(alone[0], truth[10])
+    from mlfo.data.readers import open_video
+
+    for i in (10, 15, 20, 29):
+        with open_video(path) as reader:
+            assert np.array_equal(reader.get_frames([i])[0].numpy(), truth[i]), i
+    with open_video(path) as reader:
+        frames = reader.get_frames([29, 3, 21, 11])
+        assert all(np.array_equal(f.numpy(), truth[i]) for f, i in zip(frames, [29, 3, 21, 11]))

@@ -9,7 +9,8 @@ Three things learned from real files:
   passed only to containers whose header lists every stream (mp4/mov, Matroska/WebM, AVI, Ogg).
 - Some decoders learn how to decode a stream from its first packet only: FFmpeg's H.264
   decoder reads the x264 version from the first keyframe's SEI and applies that encoder's
-  bug workarounds (a High 4:4:4 file decodes to another picture without them; max error 255).
+  bug workarounds (a High 4:4:4 file decodes to another picture without them; max error
+  255), its MPEG-4 decoder picks Xvid's IDCT from Xvid's user data there.
   A reader that seeks before decoding anything never sees it, so ``prime`` shows the decoder
   the first packet, decoding no picture, before the first seek; flushes keep what it learned.
 """
