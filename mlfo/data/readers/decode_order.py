@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import av
 import torch
 
+from mlfo.data.readers import opening
+from mlfo.data.readers.opening import short
 from mlfo.errors import VideoDecodeError
 
 VOP_START = b"\x00\x00\x01\xb6"  # MPEG-4 part 2: a video object plane (one picture) starts
@@ -36,13 +38,6 @@ CACHE_SIZE = 1024  # scans kept per process (a DataLoader worker opens the same 
 # wanted frame is at most this many frames ahead of the decoder, decoding on is cheaper.
 SEEK_MIN_GAP = 8
 SYNC_LIMIT = 64  # frames to wait, after a seek, for a keyframe the scan knows
-
-
-def short(err: BaseException) -> str:
-    """One line describing an exception (FFmpeg errors repeat the file name; drop it)."""
-    if isinstance(err, (OSError, av.FFmpegError)) and getattr(err, "strerror", None):  # str() adds errno, path
-        return str(err.strerror)
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 @dataclass(frozen=True)
@@ -118,12 +113,12 @@ def scan(path: str, open_stream: Callable[[], tuple[Iterable[av.VideoFrame], Cal
 
 class DecodeOrderReading:
     """Reading in decode order, for ``PyAVReader`` (which provides the container, the
-    stream, ``_reopen``, ``_to_tensor`` and ``_key_pts``)."""
+    stream, ``_reopen``, ``_prime_decoder``, ``_to_tensor`` and ``_key_pts``)."""
 
     def _scan_decode_order(self) -> None:
         def open_stream():
             self._reopen()
-            return self._container.decode(self._stream), lambda: None
+            return opening.pictures(self._container, self._stream), lambda: None
 
         try:
             self._order = scan(self.path, open_stream, self._key_pts)
@@ -147,12 +142,13 @@ class DecodeOrderReading:
             self._reopen()
             self._next_index = 0
         else:
+            self._prime_decoder()
             try:
                 self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
             except av.FFmpegError:
                 return self._start_in_decode_order(0, None)
             self._next_index = None  # until a keyframe the scan knows comes out
-        self._frames = self._container.decode(self._stream)
+        self._frames = opening.pictures(self._container, self._stream)
 
     def _read_in_decode_order(self, indices: list[int], size) -> dict[int, torch.Tensor]:
         """Frame i is the i-th frame of a sequential decode: seek to a known keyframe, count."""

@@ -25,20 +25,18 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator
-from fractions import Fraction
 
 import av
 import torch
 
-from mlfo.data.readers import decode_order
+from mlfo.data.readers import decode_order, opening
 from mlfo.data.readers.base import VideoReader
 from mlfo.data.readers.decode_order import SEEK_MIN_GAP
-from mlfo.data.readers.decode_order import short as _short
+from mlfo.data.readers.opening import short as _short
 from mlfo.errors import VideoDecodeError
 
 # Codecs whose "non-reference" frames are measured here to skip exactly (tests/data).
 SKIP_NONREF_CODECS = ("h264", "mpeg4", "vp9")
-SKIM = {"skip_frame": "all"}  # codec option for avformat_find_stream_info only
 # Where ``verify`` also decodes the first frames to check their timestamps' order: AVI
 # (stores no presentation times) and the MPEG-4 part 2 family (DivX / Xvid packing).
 ORDER_CHECK_CODECS = ("mpeg4", "msmpeg4v3", "msmpeg4v2", "h263")
@@ -67,6 +65,8 @@ def _decode_skipping(container, stream, index_of: dict[int, int], skips: _Skips)
     """Frames from the current position; unwanted non-reference frames are not decoded."""
     context = stream.codec_context
     for packet in container.demux(stream):
+        if opening.is_empty_picture(packet):  # see opening.pictures
+            continue
         if skips.enabled:
             index = index_of.get(packet.pts) if packet.size else None
             skip = index is not None and index not in skips.wanted
@@ -91,10 +91,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         self._threads = threads
         self._container = None
         self._skips = _Skips()
-        if not os.path.exists(self.path):
-            raise VideoDecodeError(f"{self.path}: file not found")
-        if os.path.isdir(self.path):
-            raise VideoDecodeError(f"{self.path}: is a directory, not a video file (use backend 'frames')")
+        opening.check_regular_file(self.path)
         self._open()
         self._build_index()
         stream = self._stream
@@ -103,20 +100,15 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         if self.width <= 0 or self.height <= 0:
             self.close()
             raise VideoDecodeError(f"{self.path}: video stream has no frame size")
-        self.fps = self._frame_rate()
+        self.fps = opening.frame_rate(self._stream, self._pts, self.num_frames)
+        self.rotation = 0  # display rotation, degrees clockwise; known once ``verify`` decoded a picture
 
     # -- opening and indexing ------------------------------------------------------------
 
     def _open(self, skim: bool = True) -> None:
         """Open the file; ``skim``: FFmpeg's stream probe decodes nothing (the sizes, rates and
         B-frame delay come from headers; a decoded first frame would be decoded again)."""
-        try:
-            self._container = av.open(self.path, metadata_errors="ignore", options=SKIM if skim else None)
-        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
-            raise VideoDecodeError(f"{self.path}: not a readable video ({_short(err)})") from None
-        if not self._container.streams.video:
-            self.close()
-            raise VideoDecodeError(f"{self.path}: no video stream")
+        self._container = opening.open_input(self.path, skim)
         self._stream = self._container.streams.video[0]
         if skim and (self._stream.codec_context.width <= 0 or self._stream.codec_context.height <= 0):
             self._container.close()  # a codec whose headers lack the frame size: probe by decoding
@@ -127,8 +119,15 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             self._stream.thread_count = self._threads
         else:  # FFmpeg's default (0) starts a thread per core for every decoder opened
             self._stream.codec_context.thread_count = 1
+        self._primed = False  # whether this decoder has seen the first packet (opening.prime)
         self._frames: Iterator | None = None  # live decode iterator, or None after EOF/seek
         self._next_index: int | None = 0  # index of the frame the live iterator returns next (at least)
+
+    def _prime_decoder(self) -> None:
+        """Before the first seek of a decoder: let it see the stream's first packet."""
+        if not self._primed:
+            opening.prime(self._stream.codec_context, self._first_packet)
+            self._primed = True
 
     def _build_index(self) -> None:
         """One demux pass: timestamps, keyframes, damage, and whether timestamps can name frames."""
@@ -137,11 +136,13 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         count = discarded = 0
         missing_pts = packed = False
         check_packing = self._stream.codec_context.name == "mpeg4"
-        damaged_pts = None
+        damaged_pts = self._first_packet = None
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the flush packet at end of stream
                     continue
+                if self._first_packet is None:
+                    self._first_packet = bytes(packet)
                 if packet.is_discard:  # before an mp4 edit list's start: decoded, never shown
                     discarded += 1
                     continue
@@ -197,17 +198,6 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             return "B-frames with decode timestamps"
         return ""
 
-    def _frame_rate(self) -> float:
-        stream = self._stream
-        for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-            if rate and float(rate) > 0:
-                return float(rate)
-        if self._pts is not None and self.num_frames > 1:
-            span = (self._pts[-1] - self._pts[0]) * Fraction(stream.time_base)
-            if span > 0:
-                return float((self.num_frames - 1) / span)
-        return 25.0
-
     @property
     def keyframes(self) -> list[int]:
         """Frame indices where reading can start without decoding earlier frames."""
@@ -225,7 +215,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         try:
             if thorough:
                 self._reopen()
-                decoded = sum(1 for _ in self._container.decode(self._stream))
+                decoded = sum(1 for _ in opening.pictures(self._container, self._stream))
                 if decoded != self.num_frames:
                     raise VideoDecodeError(f"{self.path}: {decoded} frames decode, {self.num_frames} are indexed")
                 return
@@ -254,6 +244,8 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
             if packet.size and packet.pts == pts:
                 pictures = packet.decode() + context.decode(None)  # the flush makes it come out now
                 context.flush_buffers()
+                if pictures:  # FFmpeg's angle is counter-clockwise
+                    self.rotation = round(-pictures[0].rotation) % 360
                 return bool(pictures)
         return False
 
@@ -270,6 +262,7 @@ class PyAVReader(decode_order.DecodeOrderReading, VideoReader):
         else:
             target = self._pts[key]
         self._frames = None
+        self._prime_decoder()
         try:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         except av.FFmpegError:  # an unseekable input (raw streams, pipes): start over instead

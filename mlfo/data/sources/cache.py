@@ -15,7 +15,7 @@ from mlfo.data.sources.records import VideoRecord
 
 CACHE_SUFFIX = ".mlfo-index.csv"
 CACHE_COLUMNS = ["path", "num_frames", "fps", "width", "height", "label", "label_name", "status",
-                 "file_size", "mtime_ns"]
+                 "file_size", "mtime_ns", "rotation"]
 
 
 INSIDE_NAME = CACHE_SUFFIX  # a folder's own index, inside it (``mlfo data prepare`` writes one)
@@ -67,12 +67,13 @@ def write_cache(path: Path, records: list[VideoRecord], keys: dict[str, tuple[in
                     rel = r.path
                 size, mtime = keys[r.path]
                 writer.writerow([rel, r.num_frames, r.fps, r.width, r.height, r.label, r.label_name,
-                                 r.status, size, mtime])
+                                 r.status, size, mtime, r.rotation])
         os.replace(tmp, path)  # atomic: a reader never sees half a cache
         return True
     except OSError:
-        tmp.unlink(missing_ok=True)
         return False
+    finally:  # whatever stopped the write (an error, Ctrl-C): no temp file left beside the data
+        tmp.unlink(missing_ok=True)
 
 
 def still_valid(cached: dict[str, dict], skip) -> tuple[list[VideoRecord], dict[str, tuple[int, int]]]:
@@ -92,4 +93,4 @@ def still_valid(cached: dict[str, dict], skip) -> tuple[list[VideoRecord], dict[
 def record_of(path: str, row: dict) -> VideoRecord:
     return VideoRecord(path=path, num_frames=int(row["num_frames"]), fps=float(row["fps"]),
                        width=int(row["width"]), height=int(row["height"]), label=int(row["label"]),
-                       label_name=row["label_name"], status=row["status"])
+                       label_name=row["label_name"], status=row["status"], rotation=int(row["rotation"]))

@@ -97,7 +97,8 @@ def _cached_metas(entries, cached: dict, keys: dict) -> tuple[dict[str, dict | N
         row = cached.get(path)
         if row is not None and (int(row["file_size"]), int(row["mtime_ns"])) == keys[path] and keys[path][0] >= 0:
             metas[path] = {"num_frames": int(row["num_frames"]), "fps": float(row["fps"]),
-                           "width": int(row["width"]), "height": int(row["height"]), "status": row["status"]}
+                           "width": int(row["width"]), "height": int(row["height"]), "status": row["status"],
+                           "rotation": int(row["rotation"])}
         elif path not in metas:
             metas[path] = None
             to_probe.append(path)
@@ -147,6 +148,10 @@ def summarize(index: VideoIndex, min_frames: int) -> str:
     if problems:
         lines.append(f"problems ({len(problems)}):")
         lines += [f"  {path}: {status}" for path, status in problems]
+    rotated = [r for r in ok if r.rotation]
+    if rotated:
+        lines.append(f"display rotation ({len(rotated)}; frames are read as stored, not turned upright):")
+        lines += [f"  {r.path}: a player turns it {r.rotation} degrees clockwise" for r in rotated]
     if index.skipped:
         lines.append(f"skipped rows ({len(index.skipped)}):")
         lines += [f"  {s}" for s in index.skipped]

@@ -39,7 +39,7 @@ def probe_video(path: str, backend: str = "auto", thorough: bool = False) -> dic
 
     Never raises for a bad file: problems go to ``status``.
     """
-    meta = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": "ok"}
+    meta = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": "ok", "rotation": 0}
     if not os.path.exists(path):
         meta["status"] = "missing"
         return meta
@@ -48,6 +48,7 @@ def probe_video(path: str, backend: str = "auto", thorough: bool = False) -> dic
             meta.update(num_frames=reader.num_frames, fps=round(reader.fps, 4),
                         width=reader.width, height=reader.height)
             reader.verify(thorough)
+            meta["rotation"] = int(getattr(reader, "rotation", 0))
     except VideoDecodeError as err:
         reason = str(err)
         reason = reason[len(path) + 2:] if reason.startswith(path + ": ") else reason

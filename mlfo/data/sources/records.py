@@ -19,6 +19,9 @@ class VideoRecord:
     label: int = -1
     label_name: str = ""
     status: str = "ok"  # "ok", "missing", "empty" or "unreadable: <reason>"
+    # Degrees clockwise a player turns the picture (a phone's display matrix); frames are
+    # read as stored, in every backend, and ``mlfo data scan`` lists the files that declare one.
+    rotation: int = 0
 
 
 @dataclass

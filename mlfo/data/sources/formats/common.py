@@ -24,7 +24,7 @@ def read_classes_json(file: Path) -> tuple[list[str], dict[str, str]]:
     """THE classes.json reader: ``{"classes": [name | {"name", "group"}, ...]}`` -> the class
     names in label order and class -> group (the demo data's motion / appearance groups)."""
     try:
-        entries = json.loads(file.read_text())["classes"]
+        entries = json.loads(file.read_text(encoding="utf-8-sig"))["classes"]  # -sig: a BOM is no JSON
         names = [e["name"] if isinstance(e, dict) else str(e) for e in entries]
         groups = {e["name"]: e["group"] for e in entries if isinstance(e, dict) and e.get("group")}
         if not isinstance(entries, list) or not all(isinstance(n, str) for n in [*names, *groups.values()]):
@@ -44,7 +44,7 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise MLFOError(f"{path}: split file not found")
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")  # Excel writes a BOM
     except OSError as err:
         raise MLFOError(f"{path}: cannot read split file ({err.strerror})") from None
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]

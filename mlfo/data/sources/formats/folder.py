@@ -26,13 +26,29 @@ def _walk_videos(root: Path) -> list[Path]:
     return found
 
 
+def _utf8_names(videos: list[Path]) -> tuple[list[Path], list[str]]:
+    """The videos whose path is valid UTF-8, and a line for each of the others: such a name
+    (surrogate escapes in Python) can be neither printed, nor written to the index, nor
+    opened by PyAV, so it is reported, not used."""
+    good, skipped = [], []
+    for video in videos:
+        try:
+            str(video).encode("utf-8")
+            good.append(video)
+        except UnicodeEncodeError:
+            shown = str(video).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            skipped.append(f"{shown}: file name is not valid UTF-8 (rename it to use it)")
+    return good, skipped
+
+
 def entries(root: Path) -> tuple[list[tuple[str, str, int]], list[str], list[str]]:
-    videos = _walk_videos(root)
+    videos, skipped = _utf8_names(_walk_videos(root))
     if not videos:
-        raise MLFOError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) or frame folders found")
+        raise MLFOError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) or frame folders found"
+                        + (f" ({skipped[0]})" if skipped else ""))
     parts = [v.relative_to(root).parts for v in videos]
     if all(len(p) == 2 for p in parts):  # ROOT/<class>/<video>: labelled
         classes = sorted({p[0] for p in parts})
         lookup = {c: i for i, c in enumerate(classes)}
-        return [(str(v), p[0], lookup[p[0]]) for v, p in zip(videos, parts)], classes, []
-    return [(str(v), "", -1) for v in videos], [], []
+        return [(str(v), p[0], lookup[p[0]]) for v, p in zip(videos, parts)], classes, skipped
+    return [(str(v), "", -1) for v in videos], [], skipped

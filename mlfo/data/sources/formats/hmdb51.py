@@ -12,7 +12,9 @@ HMDB_CODES = {"train": "1", "test": "2"}
 
 def entries(root: Path, split_dir: Path, split: int, subset: str):
     suffix = f"_test_split{split}.txt"
-    files = sorted(p for p in split_dir.glob(f"*{suffix}"))
+    # Classes sorted by name, as the folder format sorts them (sorting the file names
+    # would put "climb_stairs_test_split1.txt" before "climb_test_split1.txt").
+    files = sorted(split_dir.glob(f"*{suffix}"), key=lambda f: f.name[: -len(suffix)])
     if not files:
         raise MLFOError(f"{split_dir / ('<class>' + suffix)}: split file not found")
     classes = [f.name[: -len(suffix)] for f in files]
