@@ -25,30 +25,26 @@ def gallery(features: np.ndarray, query_rows: np.ndarray, query_features: np.nda
 
 
 def duplicate_groups(features: np.ndarray, threshold: float, max_neighbours: int = 20) -> list[dict]:
-    """Groups of videos linked by cosine similarity >= ``threshold`` (connected components
-    over each video's ``max_neighbours`` nearest), largest first.
-    -> [{"rows": [...], "min_similarity": s}] with s the weakest link used."""
+    """Groups of near-duplicates: a video and its neighbours (among its ``max_neighbours``
+    nearest) with cosine similarity >= ``threshold``, each video in one group at most.
+    Greedy, most similar pairs first, and never chained: every member is that close to
+    the group's first video (connected components would chain a dense collection into
+    one group). -> [{"rows": [first, ...], "min_similarity": s}], largest first."""
     n = len(features)
     if n < 2:
         return []
     idx, sims = nearest_neighbours(features, features, min(max_neighbours + 1, n))
-    parent = np.arange(n)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    weakest: dict[int, float] = {}
-    for a, b in zip(*np.nonzero((sims >= threshold) & (idx != np.arange(n)[:, None]))):
-        ra, rb, s = root(a), root(idx[a, b]), float(sims[a, b])
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-            keep = min(weakest.pop(ra, 1.0), weakest.pop(rb, 1.0), s)
-            weakest[min(ra, rb)] = keep
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(root(i), []).append(i)
-    groups = [{"rows": rows, "min_similarity": weakest.get(r, 1.0)} for r, rows in members.items() if len(rows) > 1]
-    return sorted(groups, key=lambda g: (-len(g["rows"]), g["rows"][0]))
+    not_self = idx != np.arange(n)[:, None]
+    best = np.where(not_self, sims, -np.inf).max(axis=1)  # (n,) each video's closest other video
+    group_of = np.full(n, -1)
+    groups: list[dict] = []
+    for leader in np.argsort(-best, kind="stable"):
+        if group_of[leader] >= 0 or best[leader] < threshold:
+            continue
+        near = [(int(j), float(s)) for j, s, ok in zip(idx[leader], sims[leader], not_self[leader])
+                if ok and s >= threshold and group_of[j] < 0]
+        if not near:
+            continue
+        group_of[[leader] + [j for j, _ in near]] = len(groups)
+        groups.append({"rows": [int(leader)] + [j for j, _ in near], "min_similarity": min(s for _, s in near)})
+    return sorted(groups, key=lambda g: (-len(g["rows"]), -g["min_similarity"]))

@@ -130,15 +130,16 @@ def _galleries(enc: dict, videos: list[dict], labelled: bool) -> str:
 
 def _duplicates(enc: dict, videos: list[dict], threshold: float, shown: int = 30, width: int = 12) -> str:
     groups = enc["duplicates"]
-    head = (f'<h3>Near-duplicate groups</h3><p class="note">Videos linked by cosine similarity &ge; {threshold} '
-            f"(each to its nearest neighbours): {len(groups)} group(s), "
-            f"{sum(len(g['rows']) for g in groups)} videos.</p>")
+    head = (f'<h3>Near-duplicate groups</h3><p class="note">Each group: a video, then the videos whose features '
+            f"have cosine similarity &ge; {threshold} with it: {len(groups)} group(s), "
+            f"{sum(len(g['rows']) for g in groups)} videos. An untrained or collapsed encoder puts most videos "
+            "this close; compare with its embedding health above.</p>")
     rows = []
     for g in groups[:shown]:
         cells = [_figure(videos[r], escape(videos[r]["name"])) for r in g["rows"][:width]]
         more = f'<p class="note">+{len(g["rows"]) - width} more</p>' if len(g["rows"]) > width else ""
-        rows.append(f'<div class="row"><p class="note" style="width:90px">{len(g["rows"])} videos, weakest '
-                    f'link {g["min_similarity"]:.3f}</p>' + "".join(cells) + more + "</div>")
+        rows.append(f'<div class="row"><p class="note" style="width:90px">{len(g["rows"])} videos, lowest '
+                    f'similarity {g["min_similarity"]:.3f}</p>' + "".join(cells) + more + "</div>")
     if len(groups) > shown:
         rows.append(f'<p class="note">{len(groups) - shown} more groups in inspect.json</p>')
     return head + "".join(rows)
