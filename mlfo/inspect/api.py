@@ -98,14 +98,14 @@ def analyse(feats: col.VideoFeatures, coll: col.Collection, cfg: InspectConfig) 
 
 def _thumb_rows(results: list[dict]) -> list[int]:
     """Every video the page shows: map points, queries, neighbours, duplicates (first 12 of
-    the first 30 groups, as the page draws them)."""
+    the first 20 groups, as the page draws them)."""
     rows = set()
     for r in results:
         rows.update(r["map"]["rows"])
         for g in r["galleries"]:
             rows.add(g["video"])
             rows.update(i for i, _ in g["neighbours"])
-        for d in r["duplicates"][:30]:
+        for d in r["duplicates"][:20]:
             rows.update(d["rows"][:12])
     return sorted(rows)
 

@@ -36,6 +36,7 @@ border:1px solid #e0e4ea;border-radius:6px}svg.map circle{stroke:#fff;stroke-wid
 .legend{font-size:12px;columns:2;max-width:380px}.legend span{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:5px}
 #tip{position:fixed;pointer-events:none;display:none;background:#fff;border:1px solid #aab;border-radius:6px;padding:4px;
 font-size:11px;box-shadow:0 2px 8px rgba(0,0,0,.2);z-index:9}#tip img{width:112px;height:112px;display:block}
+details{margin:14px 0 4px}summary{cursor:pointer;font-size:14px;color:#414b5e}
 .bad{color:#b3261e;font-weight:600}.good{color:#1e7a34;font-weight:600}
 """
 
@@ -128,12 +129,13 @@ def _galleries(enc: dict, videos: list[dict], labelled: bool) -> str:
             f"videos of the collection by cosine similarity of the features.{note}</p>" + "".join(rows))
 
 
-def _duplicates(enc: dict, videos: list[dict], threshold: float, shown: int = 30, width: int = 12) -> str:
+def _duplicates(enc: dict, videos: list[dict], threshold: float, shown: int = 20, width: int = 12) -> str:
     groups = enc["duplicates"]
-    head = (f'<h3>Near-duplicate groups</h3><p class="note">Each group: a video, then the videos whose features '
-            f"have cosine similarity &ge; {threshold} with it: {len(groups)} group(s), "
-            f"{sum(len(g['rows']) for g in groups)} videos. An untrained or collapsed encoder puts most videos "
-            "this close; compare with its embedding health above.</p>")
+    head = (f"<details><summary><b>Near-duplicate groups</b>: {len(groups)} group(s), "
+            f"{sum(len(g['rows']) for g in groups)} videos (click to show)</summary>"
+            f'<p class="note">Each group: a video, then the videos whose features have cosine similarity &ge; '
+            f"{threshold} with it. An untrained or collapsed encoder puts most videos this close; compare with "
+            "its embedding health above.</p>")
     rows = []
     for g in groups[:shown]:
         cells = [_figure(videos[r], escape(videos[r]["name"])) for r in g["rows"][:width]]
@@ -142,7 +144,7 @@ def _duplicates(enc: dict, videos: list[dict], threshold: float, shown: int = 30
                     f'similarity {g["min_similarity"]:.3f}</p>' + "".join(cells) + more + "</div>")
     if len(groups) > shown:
         rows.append(f'<p class="note">{len(groups) - shown} more groups in inspect.json</p>')
-    return head + "".join(rows)
+    return head + "".join(rows) + "</details>"
 
 
 def _panel(i: int, enc: dict, page: dict) -> str:

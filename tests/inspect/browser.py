@@ -144,6 +144,7 @@ def check_page(page: str | Path, screenshot: str | Path, width: int = 1280, heig
             pipe.close()
 
 
-if __name__ == "__main__":
-    print(json.dumps(check_page(sys.argv[1], sys.argv[2]), indent=1))
+if __name__ == "__main__":  # PAGE SHOT [MAX_HEIGHT]
+    print(json.dumps(check_page(sys.argv[1], sys.argv[2], max_height=int(sys.argv[3]) if len(sys.argv) > 3 else 8000),
+                     indent=1))
     sys.exit(0)
