@@ -121,8 +121,7 @@ def _video_entries(coll: col.Collection, thumbs: dict[int, str]) -> list[dict]:
 
 
 def _page_dict(coll, encoders, results, thumbs, cfg, views: ViewConfig, facts: list[str]) -> dict:
-    entries = [dict(e, health={lv: {k: v for k, v in h.items()} for lv, h in r["health"].items()}, **{
-        k: r[k] for k in ("map", "galleries", "duplicates", "k")}) for e, r in zip(encoders, results)]
+    entries = [dict(e, **r) for e, r in zip(encoders, results)]  # name, info + health, map, galleries, ...
     return {"mlfo_inspect": 1, "title": f"mlfo inspect: {encoders[0]['name']}", "facts": facts,
             "encoders": entries, "videos": _video_entries(coll, thumbs), "classes": coll.classes,
             "groups": coll.groups, "labelled": coll.labelled, "n_videos": coll.n_collection,
