@@ -44,12 +44,18 @@ def measure(encoder: str, data: Path, out: Path, arch: str | None) -> dict:
 
 
 def spearman(rows: list[dict]) -> dict:
+    """rho, p and the number of points per level: over the run's checkpoints, and with the
+    random-init encoder added (not the run's own initial weights: another draw, seed 0)."""
     from scipy.stats import spearmanr
 
     out = {}
-    for level in LEVELS:
-        r = spearmanr([x[f"rankme_{level}"] for x in rows], [x[f"knn_{level}"] for x in rows])
-        out[level] = {"rho": float(r.statistic), "p": float(r.pvalue), "points": len(rows)}
+    for name, subset in (("checkpoints", [r for r in rows if r["encoder"] != "random"]), ("with_random_init", rows)):
+        if len(subset) < 3:
+            continue
+        for level in LEVELS:
+            r = spearmanr([x[f"rankme_{level}"] for x in subset], [x[f"knn_{level}"] for x in subset])
+            out.setdefault(name, {})[level] = {"rho": round(float(r.statistic), 3), "p": round(float(r.pvalue), 4),
+                                               "points": len(subset)}
     return out
 
 
@@ -83,7 +89,7 @@ def main() -> int:
             row["seconds"] = round(time.time() - t, 1)
             rows.append(row)
             done.add(enc)
-            summary = {"rows": rows, "spearman": spearman(rows) if len(rows) >= 3 else None, **machine()}
+            summary = {"rows": rows, "spearman": spearman(rows), **machine()}
             results.write_text(json.dumps(summary, indent=1))
             print(json.dumps(row), flush=True)
         if not args.watch_until or time.strftime("%H:%M", time.gmtime()) >= args.watch_until:
