@@ -84,8 +84,12 @@ class _Pipe:
                 return e
             self.events.append(e)
 
-    def _next(self) -> dict:
+    def _next(self, timeout: float = 60.0) -> dict:
+        import select
+
         while b"\0" not in self._buf:
+            if not select.select([self._from_r], [], [], timeout)[0]:
+                raise RuntimeError(f"chromium sent nothing for {timeout:.0f} s")
             chunk = os.read(self._from_r, 1 << 20)
             if not chunk:
                 raise RuntimeError("chromium closed the DevTools pipe")

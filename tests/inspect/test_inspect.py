@@ -113,3 +113,16 @@ def test_the_page_loads_in_chromium_with_every_image(page, tmp_path):
     assert found["errors"] == [] and found["bad_images"] == []
     assert found["images_checked"] >= 15  # 14 thumbnails and the spectrum figure
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_browser_check_catches_a_missing_image_and_a_script_error(tmp_path):
+    from browser import check_page, chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); the browser check needs it")
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><img src="assets/none.webp"><svg><circle data-thumb="assets/gone.webp"></circle></svg>'
+                   "<script>console.error('boom'); undefinedFunction();</script></body></html>")
+    found = check_page(bad, tmp_path / "bad.png")
+    assert sorted(Path(u).name for u in found["bad_images"]) == ["gone.webp", "none.webp"]
+    assert any("boom" in e for e in found["errors"]) and any("undefinedFunction" in e for e in found["errors"])
