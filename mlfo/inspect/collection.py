@@ -46,7 +46,8 @@ def load_collection(data: str, data_cfg: EvalData, queries=(), progress: bool = 
     from mlfo.data.sources import VideoRecord, probe_video
 
     parts, classes, groups, dropped = data_cfg.resolve(data, progress=progress)
-    records = [r for part in parts for r in part.records]
+    seen: set[str] = set()  # a video in several parts (UCF101 --split all) is one video of the collection
+    records = [r for part in parts for r in part.records if not (r.path in seen or seen.add(r.path))]
     if not records:
         raise MLFOError(f"{data}: no readable videos to inspect")
     n, row_of, query_rows = len(records), {str(Path(r.path).resolve()): i for i, r in enumerate(records)}, []

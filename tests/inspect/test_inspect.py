@@ -126,3 +126,16 @@ def test_the_browser_check_catches_a_missing_image_and_a_script_error(tmp_path):
     found = check_page(bad, tmp_path / "bad.png")
     assert sorted(Path(u).name for u in found["bad_images"]) == ["gone.webp", "none.webp"]
     assert any("boom" in e for e in found["errors"]) and any("undefinedFunction" in e for e in found["errors"])
+
+
+def test_a_video_in_several_parts_is_one_video_of_the_collection(tmp_path):
+    import sys
+
+    from mlfo.data.splits import EvalData
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    from eval_fixtures import ucf_fixture
+
+    root, splits = ucf_fixture(tmp_path)  # 6 videos; splits 1-3 reuse them as train and test
+    coll = col.load_collection(str(root), EvalData(fmt="ucf101", split_dir=str(splits), split="all"), progress=False)
+    assert coll.n_collection == 6 and len({r.path for r in coll.records}) == 6
