@@ -60,6 +60,8 @@ def plot_run(run: str | Path, out: str | Path | None = None, smooth: int = 0) ->
                 continue
             ax.plot(steps, _smooth(y, window) if name != "lr" else y, label=name, linewidth=1.2)
         ax.set_title(title)
+        if names is health_keys:
+            ax.set_ylabel("RankMe")  # bounded by the queue's rows while it fills
         ax.grid(alpha=0.3)
         if len(names) > 1:
             ax.legend(fontsize=7, ncol=3)
