@@ -56,6 +56,19 @@ def spearman(rows: list[dict]) -> dict:
             r = spearmanr([x[f"rankme_{level}"] for x in subset], [x[f"knn_{level}"] for x in subset])
             out.setdefault(name, {})[level] = {"rho": round(float(r.statistic), 3), "p": round(float(r.pvalue), 4),
                                                "points": len(subset)}
+    out["consecutive_checkpoints"] = same_direction([r for r in rows if r["encoder"] != "random"])
+    return out
+
+
+def same_direction(rows: list[dict]) -> dict:
+    """Both values grow with training, so a rank correlation over a run partly measures
+    time. Between consecutive checkpoints: how often did RankMe and kNN move the same way?"""
+    out = {}
+    for level in LEVELS:
+        d_rank = [b[f"rankme_{level}"] - a[f"rankme_{level}"] for a, b in zip(rows, rows[1:])]
+        d_knn = [b[f"knn_{level}"] - a[f"knn_{level}"] for a, b in zip(rows, rows[1:])]
+        moved = [(x, y) for x, y in zip(d_rank, d_knn) if y != 0]  # kNN ties carry no sign
+        out[level] = {"same": sum(x * y > 0 for x, y in moved), "pairs": len(moved)}
     return out
 
 
