@@ -56,7 +56,11 @@ def spearman(rows: list[dict]) -> dict:
             r = spearmanr([x[f"rankme_{level}"] for x in subset], [x[f"knn_{level}"] for x in subset])
             out.setdefault(name, {})[level] = {"rho": round(float(r.statistic), 3), "p": round(float(r.pvalue), 4),
                                                "points": len(subset)}
-    out["consecutive_checkpoints"] = same_direction([r for r in rows if r["encoder"] != "random"])
+    ckpts = [r for r in rows if r["encoder"] != "random"]
+    out["consecutive_checkpoints"] = same_direction(ckpts)
+    if len(ckpts) >= 3:  # each against training time (checkpoint order)
+        out["vs_training_time"] = {f"{m}_{lv}": round(float(spearmanr(range(len(ckpts)), [r[f"{m}_{lv}"] for r in ckpts])
+                                                          .statistic), 3) for m in ("rankme", "knn") for lv in LEVELS}
     return out
 
 
