@@ -112,6 +112,7 @@ def main() -> int:
         if not args.watch_until or time.strftime("%H:%M", time.gmtime()) >= args.watch_until:
             break
         time.sleep(30)
+    results.write_text(json.dumps({"rows": rows, "spearman": spearman(rows), **machine()}, indent=1))
     print(json.dumps(spearman(rows), indent=1))
     return 0
 
