@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "mlfo.commands.data",
     "mlfo.commands.pretrain",
     "mlfo.commands.evaluate",
+    "mlfo.commands.inspect",
 ]
 
 

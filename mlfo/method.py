@@ -25,6 +25,7 @@ from mlfo.data.provenance import video_digests
 from mlfo.data.datasets import ThreeClipDataset
 from mlfo.data.sampling import mlfo_min_frames
 from mlfo.data.transforms import ColorAugment, normalize_clips
+from mlfo.inspect.health import queue_rankme
 from mlfo.losses.objective import MLFOObjective
 from mlfo.models import MLFOModel, MLFOOutput, build_backbone
 from mlfo.train.seeding import derive_seed
@@ -79,6 +80,7 @@ class MLFOMethod(nn.Module):
         self.objective = MLFOObjective(cfg.objective, cfg.model.num_prototypes)
         self.color = build_color_augment(cfg.data)
         self.trained_on = np.zeros(0, dtype=np.int64)  # identity digests of the training videos
+        self._step = 0  # optimizer steps done (before_forward): when to log queue health
 
     # -- data ------------------------------------------------------------------------------
 
@@ -118,11 +120,13 @@ class MLFOMethod(nn.Module):
         # fp16 autocast their matmuls would round the logits (bf16: steps of 1/16 at
         # 1/0.07). So the objective runs in float32 on float32 embeddings, autocast off.
         with torch.autocast(inputs.device.type, enabled=False):
-            return self.objective(_float32(out), epoch)
+            total, logs = self.objective(_float32(out), epoch)
+        return total, {**logs, **queue_rankme(self.objective.queue, self._step, self.cfg.train.health_every)}
 
     def before_forward(self, epoch: int, step: int = 0) -> None:
         """``step``: optimizer steps done so far in the run (for ``data.color_ramp_steps``)."""
         self.model.normalize_prototypes()
+        self._step = step
         if self.cfg.data.color_ramp_steps > 0:
             self.color = build_color_augment(self.cfg.data, step)
 

@@ -118,6 +118,9 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
     progress: bool = True  # tqdm bar on rank 0
     tensorboard: bool = True
+    # RankMe of the embeddings in the prototype queue every this-many steps into the
+    # metrics (no extra forward pass; 0: off): collapse or progress without labels.
+    health_every: int = 50
 
 
 @dataclass
@@ -137,7 +140,7 @@ _AT_LEAST_ONE = ("data.clip_len", "data.crop_size", "data.batch_size", "data.r_m
                  "data.prefetch_factor")
 _NON_NEGATIVE = ("data.num_workers", "train.max_steps", "checkpoint.every_steps", "checkpoint.every_epochs",
                  "checkpoint.finite_check_steps", "checkpoint.keep", "optim.weight_decay", "optim.warmup_epochs", "data.color_strength",
-                 "data.color_hue", "data.color_ramp_steps")
+                 "data.color_hue", "data.color_ramp_steps", "train.health_every")
 
 
 def validate(cfg: Config) -> Config:

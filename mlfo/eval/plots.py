@@ -25,16 +25,15 @@ def embedding_map(
     path: str | os.PathLike,
     title: str = "t-SNE of video features",
     seed: int = 0,
+    max_points: int | None = None,
 ) -> Path:
-    """2-D t-SNE of L2-normalised features, one colour per class."""
-    from sklearn.manifold import TSNE
-
-    from mlfo.eval.retrieval import l2_normalize
+    """2-D t-SNE of L2-normalised features (mlfo.inspect.mapping: a seeded subsample of at
+    most ``max_points`` videos), one colour per class."""
+    from mlfo.inspect.mapping import MAX_POINTS, map_2d
 
     plt = _pyplot()
-    x = l2_normalize(features)
-    perplexity = float(max(2.0, min(30.0, (len(x) - 1) / 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    m2 = map_2d(features, max_points or MAX_POINTS, seed)
+    xy, labels = m2.xy, np.asarray(labels)[m2.indices]
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = plt.get_cmap("tab20" if len(class_names) > 10 else "tab10")
     for c in np.unique(labels):
@@ -43,6 +42,8 @@ def embedding_map(
         ax.scatter(xy[m, 0], xy[m, 1], s=12, color=cmap(int(c) % cmap.N), label=name)
     if len(class_names) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    if len(m2.indices) < len(features):
+        title += f" ({len(m2.indices)} of {len(features)} videos)"
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -105,3 +106,25 @@ def _save(fig, path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def spectrum_plot(spectra: dict[str, dict[str, Sequence[float]]], path: str | os.PathLike,
+                  title: str = "Singular values of the video features (normalised to the largest)") -> Path:
+    """One panel per level, one line per encoder: sigma_i / sigma_1 against i (log scale).
+    A collapsed embedding falls off a cliff after a few values."""
+    plt = _pyplot()
+    levels = list(next(iter(spectra.values())))
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.6 * len(levels), 3.0), squeeze=False)
+    for ax, level in zip(axes[0], levels):
+        for name, per_level in spectra.items():
+            s = np.asarray(per_level[level], dtype=np.float64)
+            if s.size and s[0] > 0:
+                ax.plot(np.arange(1, len(s) + 1), s / s[0], label=name, linewidth=1.4)
+        ax.set_yscale("log")
+        ax.set_xlabel("index i")
+        ax.set_title(level)
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel("sigma_i / sigma_1")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

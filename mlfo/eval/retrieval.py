@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
+SIMILARITY_BUDGET = 1 << 24  # float64 similarities per query chunk (128 MB)
 
 
 @dataclass
@@ -47,22 +48,44 @@ def prepare_pair(
 
 
 def nearest_neighbours(
-    train: np.ndarray, test: np.ndarray, k: int, center: bool = False, chunk: int = 1024
+    train: np.ndarray, test: np.ndarray, k: int, center: bool = False, chunk: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (Q, k) of the k most similar train rows per test row, and their cosine
-    similarities (Q, k). Ties keep train order (stable sort)."""
+    similarities (Q, k). Ties keep train order (stable sort).
+
+    Queries go in chunks of ``chunk`` rows (default: about 128 MB of similarities), so 100k
+    videos never make an N x N matrix."""
     train_n, test_n = prepare_pair(train, test, center)
     k = min(int(k), len(train_n))
+    chunk = chunk or max(1, min(4096, SIMILARITY_BUDGET // max(1, len(train_n))))
     indices = np.empty((len(test_n), k), dtype=np.int64)
     sims = np.empty((len(test_n), k), dtype=np.float64)
     for start in range(0, len(test_n), chunk):
-        sim = test_n[start : start + chunk] @ train_n.T  # (q, N_train)
-        # Round away float noise so exactly tied vectors compare equal.
-        sim = np.round(sim, 10)
-        order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        # (q, N_train); rounded so that float noise does not split exactly tied vectors
+        sim = np.round(test_n[start : start + chunk] @ train_n.T, 10)
+        order = _top_k_stable(sim, k)
         indices[start : start + chunk] = order
         sims[start : start + chunk] = np.take_along_axis(sim, order, axis=1)
     return indices, sims
+
+
+def _top_k_stable(sim: np.ndarray, k: int) -> np.ndarray:
+    """(q, k) column indices of each row's k largest values, ties in column order: what a
+    stable argsort of -sim gives, without sorting whole rows (argpartition, then a sort of
+    the k candidates; rows where a tie straddles the k-th value take the full sort)."""
+    if k == 0:
+        return np.empty((len(sim), 0), dtype=np.int64)
+    if k >= sim.shape[1]:
+        return np.argsort(-sim, axis=1, kind="stable")
+    part = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # the k largest, unordered
+    kth = np.take_along_axis(sim, part, axis=1).min(axis=1)  # (q,) the k-th largest value
+    cand = np.take_along_axis(sim, part, axis=1)
+    order = np.lexsort((part, -cand), axis=1)  # by value, then by column
+    out = np.take_along_axis(part, order, axis=1)
+    ambiguous = (sim >= kth[:, None]).sum(axis=1) > k  # a tie at the k-th value
+    for row in np.flatnonzero(ambiguous):
+        out[row] = np.argsort(-sim[row], kind="stable")[:k]
+    return out
 
 
 def first_hit_ranks(

@@ -38,22 +38,30 @@ def plot_run(run: str | Path, out: str | Path | None = None, smooth: int = 0) ->
     keys = sorted({k for r in rows for k, v in r.items() if k not in META_KEYS and (isinstance(v, (int, float)) or v is None) and not isinstance(v, bool)})
     acc_keys = [k for k in keys if "acc" in k]
     loss_keys = [k for k in keys if k.startswith("loss") and k not in acc_keys]
-    other_keys = [k for k in keys if k not in acc_keys and k not in loss_keys and k != "lr"]  # queue size, ...
+    health_keys = [k for k in keys if k.startswith("health/")]  # logged every train.health_every steps
+    other_keys = [k for k in keys if k not in acc_keys + loss_keys + health_keys and k != "lr"]  # queue size, ...
     steps = np.array([r.get("step", i) for i, r in enumerate(rows)], dtype=float)
     window = smooth or max(1, len(rows) // 50)
 
     def series(key):
         return np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows])
 
-    panels = [("loss terms", loss_keys), ("accuracies", acc_keys), ("other", other_keys),
+    panels = [("loss terms", loss_keys), ("accuracies", acc_keys), ("embedding health (prototype queue)", health_keys),
+              ("other", other_keys),
               ("learning rate", ["lr"] if "lr" in keys else [])]
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), sharex=True, squeeze=False)
     for ax, (title, names) in zip(axes[:, 0], panels):
         for name in names:
             y = series(name)
+            if name in health_keys:  # sparse: the logged points themselves, joined
+                ok = np.isfinite(y)
+                ax.plot(steps[ok], y[ok], "o-", label=name, linewidth=1.2, markersize=3)
+                continue
             ax.plot(steps, _smooth(y, window) if name != "lr" else y, label=name, linewidth=1.2)
         ax.set_title(title)
+        if names is health_keys:
+            ax.set_ylabel("RankMe")  # bounded by the queue's rows while it fills
         ax.grid(alpha=0.3)
         if len(names) > 1:
             ax.legend(fontsize=7, ncol=3)

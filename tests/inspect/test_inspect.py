@@ -1,0 +1,141 @@
+"""``mlfo inspect`` end to end on a dozen tiny videos: the page, its numbers, its refusals,
+and the features it takes being ``mlfo extract``'s own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlfo.cli import main
+from mlfo.errors import MLFOError
+from mlfo.eval.extract import compute_features
+from mlfo.eval.views import ViewConfig
+from mlfo.inspect import collection as col
+from mlfo.inspect.api import InspectConfig, inspect_encoder
+
+VIEWS = ["--clip-len", "4", "--clips", "3", "--resize", "36", "--crop-size", "32"]
+TINY_VIEWS = ViewConfig(clip_len=4, num_clips=3, resize=36, crop_size=32)
+
+
+@pytest.fixture(scope="module")
+def page(tiny_videos, tiny_encoder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("page") / "inspect"
+    code = main(["inspect", str(tiny_encoder), str(tiny_videos / "folder"), "--out", str(out), *VIEWS,
+                 "--queries", "3", "--k", "4", "--workers", "0", "--quiet",
+                 "--query", str(tiny_videos / "outside.mp4"), "--query", str(tiny_videos / "folder" / "dup_of_first.mp4")])
+    assert code == 0
+    return out
+
+
+def test_the_page_has_galleries_map_duplicates_and_health_for_both_encoders(page):
+    summary = json.loads((page / "inspect.json").read_text())
+    assert [e["key"] for e in summary["encoders"]] == ["main", "random"]
+    names = [v["name"] for v in summary["videos"]]
+    n = summary["n_videos"]
+    assert n == 13 and len(names) == 14  # the collection, then the outside query
+    for enc in summary["encoders"]:
+        assert set(enc["health"]) == {"low", "mid", "high"}
+        for h in enc["health"].values():
+            assert 1 <= h["rankme"] <= min(h["n"], h["dim"]) and h["n"] == n
+            assert 0 <= h["alignment"] <= 4 and h["uniformity"] <= 0
+        assert sorted(enc["map"]["rows"]) == list(range(n))
+        assert all(0 <= c <= 1 for xy in enc["map"]["xy"] for c in xy)
+        queries = [names[g["video"]] for g in enc["galleries"]]
+        assert queries[:2] == ["outside.mp4", "dup_of_first.mp4"] and len(queries) == 5
+        for g in enc["galleries"]:
+            assert len(g["neighbours"]) == 4 and g["video"] not in [r for r, _ in g["neighbours"]]
+            sims = [s for _, s in g["neighbours"]]
+            assert sims == sorted(sims, reverse=True)
+        outside, dup = enc["galleries"][0], enc["galleries"][1]
+        # the outside file is a copy of the 2nd video: its nearest neighbour, at similarity 1
+        assert names[outside["neighbours"][0][0]] == names[1] and outside["neighbours"][0][1] == pytest.approx(1)
+        assert names[dup["neighbours"][0][0]] == names[0] and dup["neighbours"][0][1] == pytest.approx(1)
+        groups = [sorted(names[r] for r in g["rows"]) for g in enc["duplicates"]]
+        assert any({names[0], "dup_of_first.mp4"} <= set(g) for g in groups)
+    html = (page / "index.html").read_text()
+    assert "<script src" not in html and "http" not in html.replace("http-equiv", "")  # offline, no CDN
+    thumbs = {v["thumb"] for v in summary["videos"] if v["thumb"]}
+    assert len(thumbs) == 14 and all((page / t).is_file() and f'src="{t}"' in html or t in html for t in thumbs)
+    assert (page / "assets" / "spectrum.png").is_file()
+
+
+def test_a_video_feature_is_the_one_mlfo_extract_computes(tiny_videos, tiny_encoder):
+    from mlfo.data.splits import EvalData
+    from mlfo.eval.encoders import resolve_encoder
+
+    coll = col.load_collection(str(tiny_videos / "folder"), EvalData(), progress=False)
+    module = resolve_encoder(str(tiny_encoder)).module
+    feats, skipped = col.extract({"m": module}, coll, TINY_VIEWS, progress=False)
+    plain = compute_features({"m": module}, TINY_VIEWS.dataset(coll.records), views_per_video=3, progress=False)
+    assert not skipped and list(feats["m"].videos) == plain.kept
+    np.testing.assert_allclose(feats["m"].levels["high"], plain.features["m"]["high"], rtol=1e-5, atol=1e-6)
+    even, odd = feats["m"].halves["high"]
+    assert not np.allclose(even, odd)  # two different view sets: something to align
+
+
+def test_inspect_refuses_what_it_cannot_do(tiny_videos, tiny_encoder, tmp_path):
+    data = str(tiny_videos / "folder")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(MLFOError, match="holds other files"):
+        inspect_encoder(str(tiny_encoder), data, tmp_path / "mine", TINY_VIEWS, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(MLFOError, match="at least 2 uniform clips"):
+        inspect_encoder(str(tiny_encoder), data, tmp_path / "a", ViewConfig(num_clips=1), progress=False)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(MLFOError, match="--query .*bad.mp4"):
+        inspect_encoder(str(tiny_encoder), data, tmp_path / "b", TINY_VIEWS, queries=[tmp_path / "bad.mp4"],
+                        progress=False)
+    with pytest.raises(MLFOError, match="--k"):
+        InspectConfig(k=0)
+    assert main(["inspect", "random", data, "--out", str(tmp_path / "mine"), *VIEWS, "--quiet"]) == 2
+
+
+def test_an_earlier_page_is_replaced(page, tiny_videos, tmp_path):
+    import shutil
+
+    earlier = shutil.copytree(page, tmp_path / "earlier")
+    inspect_encoder("random", str(tiny_videos / "folder"), earlier, TINY_VIEWS, cfg=InspectConfig(queries=1, k=2),
+                    arch="r3d_small", progress=False)
+    summary = json.loads((earlier / "inspect.json").read_text())
+    assert [e["key"] for e in summary["encoders"]] == ["main"] and summary["encoders"][0]["k"] == 2
+
+
+def test_the_page_loads_in_chromium_with_every_image(page, tmp_path):
+    from browser import check_page, chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); the browser check needs it")
+    found = check_page(page / "index.html", tmp_path / "page.png")
+    assert found["errors"] == [] and found["bad_images"] == []
+    assert found["images_checked"] >= 15  # 14 thumbnails and the spectrum figure
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_browser_check_catches_a_missing_image_and_a_script_error(tmp_path):
+    from browser import check_page, chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); the browser check needs it")
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><img src="assets/none.webp"><svg><circle data-thumb="assets/gone.webp"></circle></svg>'
+                   "<script>console.error('boom'); undefinedFunction();</script></body></html>")
+    found = check_page(bad, tmp_path / "bad.png")
+    assert sorted(Path(u).name for u in found["bad_images"]) == ["gone.webp", "none.webp"]
+    assert any("boom" in e for e in found["errors"]) and any("undefinedFunction" in e for e in found["errors"])
+
+
+def test_a_video_in_several_parts_is_one_video_of_the_collection(tmp_path):
+    import sys
+
+    from mlfo.data.splits import EvalData
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    from eval_fixtures import ucf_fixture
+
+    root, splits = ucf_fixture(tmp_path)  # 6 videos; splits 1-3 reuse them as train and test
+    coll = col.load_collection(str(root), EvalData(fmt="ucf101", split_dir=str(splits), split="all"), progress=False)
+    assert coll.n_collection == 6 and len({r.path for r in coll.records}) == 6
