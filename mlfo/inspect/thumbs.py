@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from mlfo.data.loading import build_loader
-from mlfo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mlfo.eval.views import ViewConfig
 
 FRAME_MS = 80  # 12.5 frames a second
@@ -21,12 +20,9 @@ QUALITY = 60  # lossy WebP: a thumbnail, not a record
 
 
 def to_frames(views: torch.Tensor, max_frames: int) -> np.ndarray:
-    """Normalised views (V, 3, T, S, S) -> uint8 (F, S, S, 3): every view's frames in order,
-    evenly thinned to at most ``max_frames``."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
-    x = (views.float() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
-    frames = x.permute(0, 2, 3, 4, 1).flatten(0, 1).numpy()  # (V T, S, S, 3)
+    """uint8 views (V, T, S, S, 3), as the evaluation dataset gives them -> uint8 (F, S, S, 3):
+    every view's frames in order, evenly thinned to at most ``max_frames``."""
+    frames = views.flatten(0, 1).numpy()  # (V T, S, S, 3)
     keep = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
     return frames[keep]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,7 @@ class _Pipe:
         self._buf, self._id, self.events = b"", 0, []
 
     def _fds(self):  # in the child: the pipe ends at 3 and 4, where Chromium expects them
+        os.setsid()  # its own process group: close() ends the renderer and GPU children too
         read_end, write_end = os.dup(self._to_r), os.dup(self._from_w)  # above 4: not clobbered below
         os.dup2(read_end, 3)
         os.dup2(write_end, 4)
@@ -98,7 +100,10 @@ class _Pipe:
         return json.loads(raw)
 
     def close(self) -> None:
-        self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # chromium and every child it started
+        except ProcessLookupError:
+            pass
         self.proc.wait()
         os.close(self._to_w)
         os.close(self._from_r)
@@ -123,7 +128,8 @@ def check_page(page: str | Path, screenshot: str | Path, width: int = 1280, heig
     binary = chromium()
     if binary is None:
         raise FileNotFoundError("chromium not installed")
-    with tempfile.TemporaryDirectory() as profile:
+    # a child killed a moment late may still write to the profile: never fail the check on it
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         pipe = _Pipe(binary, profile)
         try:
             target = pipe.call("Target.createTarget", url="about:blank")["targetId"]
