@@ -4,6 +4,7 @@ without labels (galleries, map, near-duplicates, embedding health against random
 from __future__ import annotations
 
 import argparse
+import os
 
 COMMANDS = {"inspect": "HTML page of an encoder's neighbours, map, duplicates and embedding health"}
 
@@ -51,8 +52,13 @@ def run_inspect(args) -> int:
     from mlfo.config.flags import from_flags
     from mlfo.data.splits import EvalData
     from mlfo.eval.views import ViewConfig
+    from mlfo.distributed import launched_by_torchrun
+    from mlfo.errors import MLFOError
     from mlfo.inspect.api import InspectConfig, inspect_encoder
 
+    if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:  # every rank would write the page
+        raise MLFOError("mlfo inspect runs in one process (it reads at most a few thousand videos' "
+                        "thumbnails); run it without torchrun, or extract under torchrun with mlfo extract")
     page = inspect_encoder(args.encoder, args.data, args.out, from_flags(ViewConfig, args),
                            from_flags(EvalData, args), from_flags(InspectConfig, args), queries=args.query,
                            arch=args.arch, batch_size=args.batch_size, workers=args.workers, device=args.device,

@@ -139,3 +139,16 @@ def test_a_video_in_several_parts_is_one_video_of_the_collection(tmp_path):
     root, splits = ucf_fixture(tmp_path)  # 6 videos; splits 1-3 reuse them as train and test
     coll = col.load_collection(str(root), EvalData(fmt="ucf101", split_dir=str(splits), split="all"), progress=False)
     assert coll.n_collection == 6 and len({r.path for r in coll.records}) == 6
+
+
+def test_inspect_under_torchrun_with_two_processes_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    """Every rank would write the page: refused before any work."""
+    from mlfo.cli import main
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["inspect", "random", str(tmp_path / "none"), "--out", str(tmp_path / "page")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs in one process" in err[0]
+    assert not (tmp_path / "page").exists()
