@@ -1,13 +1,18 @@
 """Is RankMe a label-free proxy for kNN accuracy? Spearman rank correlation over the
-checkpoints of one run (and the random init), measured, whatever its sign.
+checkpoints of one run (and a random-init twin), measured, whatever its sign.
 
-Per checkpoint: features of the demo data's train and test videos (``mlfo extract``'s
-code and views, low / mid / high levels), RankMe of the TRAIN features (what a user
-without labels has: the pretraining videos; ``mlfo.inspect.health``), kNN top-1 of test
-videos among train videos (the demo's protocol, k = 10). Then Spearman's rho between
-RankMe and kNN per level, with the number of points.
+Per checkpoint: features of the data's train and test videos (``mlfo extract``'s code and
+views, low / mid / high levels), RankMe of the TRAIN features (what a user without labels
+has: the pretraining videos; ``mlfo.inspect.health``), kNN top-1 of test videos among train
+videos (k = 10). Also the RankMe that pretraining itself logged (``health/rankme`` in the
+run's metrics.jsonl: the prototype queue's embeddings, no extra forward pass) at the
+checkpoint's step, against the same kNN. Then Spearman's rho per level, with the number
+of points. The random-init encoder is the first checkpoint's architecture (``--baseline
+random``, seed 0: another draw than the run's own initial weights).
 
     python benchmarks/rankme_vs_knn.py RUN_DIR DATA_DIR OUT_DIR [--watch-until HH:MM]
+    python benchmarks/rankme_vs_knn.py runs/rf/seed0/full_MLFO/pretrain runs/rf/data OUT \\
+        --clip-len 16 --clips 4 --resize 37 --crop-size 32          # real_footage.py's views
 """
 
 from __future__ import annotations
@@ -24,43 +29,92 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mlfo_runs import machine  # noqa: E402
 
 LEVELS = ("low", "mid", "high")
+QUEUE = "queue_rankme"  # row key of the RankMe logged during pretraining
 
 
-def measure(encoder: str, data: Path, out: Path, arch: str | None) -> dict:
-    """RankMe (train features) per level and kNN top-1 (test among train) of one encoder."""
+def add_view_args(p: argparse.ArgumentParser) -> None:
+    """The evaluation views (default: the demo's)."""
+    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--clips", type=int, default=4)
+    p.add_argument("--resize", type=int, default=55)
+    p.add_argument("--crop-size", type=int, default=48)
+
+
+def views_of(args):
+    import mlfo.eval as ev
+
+    return ev.ViewConfig(clip_len=args.clip_len, num_clips=args.clips, resize=args.resize, crop_size=args.crop_size)
+
+
+def _row(name: str, features: Path) -> dict:
     import mlfo.eval as ev
     from mlfo.eval.features import load_feature_set
     from mlfo.inspect.health import rankme
 
-    if not (out / "test" / "features.npy").is_file():
-        views = ev.ViewConfig(clip_len=16, num_clips=4, resize=55, crop_size=48)
-        ev.extract_features(encoder, str(data), out, views, arch=arch, levels=True, progress=False)
-    row = {"encoder": encoder}
+    row = {"encoder": name}
     for level in LEVELS:
-        row[f"rankme_{level}"] = rankme(load_feature_set(out / "train", level).features)
-        card = ev.evaluate_knn(out, ev.KnnConfig(k=10), level=level, baselines=False, plots=False)[0]
+        row[f"rankme_{level}"] = rankme(load_feature_set(features / "train", level).features)
+        card = ev.evaluate_knn(features, ev.KnnConfig(k=10), level=level, baselines=False, plots=False)[0]
         row[f"knn_{level}"] = card["metrics"]["top1"]
     return row
 
 
-def spearman(rows: list[dict]) -> dict:
-    """rho, p and the number of points per level: over the run's checkpoints, and with the
-    random-init encoder added (not the run's own initial weights: another draw, seed 0)."""
+def measure(encoder: str, data: Path, out: Path, views, random_twin: bool = False) -> list[dict]:
+    """RankMe (train features) and kNN top-1 (test among train) per level of ``encoder``,
+    and of its random-init twin (same architecture) when ``random_twin``."""
+    import mlfo.eval as ev
+
+    if not (out / "test" / "features.npy").is_file():
+        ev.extract_features(encoder, str(data), out, views, levels=True, progress=False,
+                            baselines=["random"] if random_twin else [])
+    return [_row(encoder, out)] + ([_row("random", out / "baselines" / "random")] if random_twin else [])
+
+
+def logged_rankme(run: Path, checkpoint: str | None = None) -> float | None:
+    """``health/rankme`` that pretraining logged at ``checkpoint``'s step (the last value
+    logged at or before it), or its last logged value; None when it logged none."""
+    import torch
+
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    step = float("inf")
+    if checkpoint is not None:
+        step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
+    logged = [r["health/rankme"] for r in rows if "health/rankme" in r and r["step"] <= step]
+    return logged[-1] if logged else None
+
+
+def rho(rows: list[dict], x: str, y: str) -> dict | None:
     from scipy.stats import spearmanr
 
-    out = {}
-    for name, subset in (("checkpoints", [r for r in rows if r["encoder"] != "random"]), ("with_random_init", rows)):
-        if len(subset) < 3:
-            continue
-        for level in LEVELS:
-            r = spearmanr([x[f"rankme_{level}"] for x in subset], [x[f"knn_{level}"] for x in subset])
-            out.setdefault(name, {})[level] = {"rho": round(float(r.statistic), 3), "p": round(float(r.pvalue), 4),
-                                               "points": len(subset)}
+    pairs = [(r[x], r[y]) for r in rows if r.get(x) is not None]
+    if len(pairs) < 3:
+        return None
+    r = spearmanr(*zip(*pairs))
+    return {"rho": round(float(r.statistic), 3), "p": round(float(r.pvalue), 4), "points": len(pairs)}
+
+
+def spearman(rows: list[dict]) -> dict:
+    """rho, p and the number of points per level: over the run's checkpoints, and with the
+    random-init encoder added; the logged queue RankMe against each level's kNN."""
+    from scipy.stats import spearmanr
+
     ckpts = [r for r in rows if r["encoder"] != "random"]
+    out = {}
+    for name, subset in (("checkpoints", ckpts), ("with_random_init", rows)):
+        for level in LEVELS:
+            if (found := rho(subset, f"rankme_{level}", f"knn_{level}")) is not None:
+                out.setdefault(name, {})[level] = found
+    for level in LEVELS:
+        if (found := rho(ckpts, QUEUE, f"knn_{level}")) is not None:
+            out.setdefault("logged_queue_rankme", {})[level] = found
     out["consecutive_checkpoints"] = same_direction(ckpts)
     if len(ckpts) >= 3:  # each against training time (checkpoint order)
-        out["vs_training_time"] = {f"{m}_{lv}": round(float(spearmanr(range(len(ckpts)), [r[f"{m}_{lv}"] for r in ckpts])
-                                                          .statistic), 3) for m in ("rankme", "knn") for lv in LEVELS}
+        keys = [f"{m}_{lv}" for m in ("rankme", "knn") for lv in LEVELS] + [QUEUE]
+        out["vs_training_time"] = {k: round(float(spearmanr(range(len(ckpts)), [r.get(k) for r in ckpts]).statistic), 3)
+                                   for k in keys if all(r.get(k) is not None for r in ckpts)}
     return out
 
 
@@ -87,31 +141,26 @@ def main() -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--watch-until", default=None, metavar="HH:MM",
                    help="keep measuring new checkpoints as the run writes them until this UTC time")
+    add_view_args(p)
     args = p.parse_args()
     results = args.out / "results.json"
     rows = json.loads(results.read_text())["rows"] if results.is_file() else []
     done = {r["encoder"] for r in rows}
     while True:
-        ckpt0 = next(iter(checkpoints(args.run)), None)
-        todo = [str(c) for c in checkpoints(args.run) if str(c) not in done]
-        if "random" not in done and ckpt0 is not None:
-            todo.insert(0, "random")
-        for enc in todo:
-            arch = None
-            if enc == "random":  # the run's own architecture, untrained (seed 0, as the run's init)
-                from mlfo.eval.encoders import resolve_encoder
-                arch = resolve_encoder(str(ckpt0)).info["arch"]["name"]
+        for ckpt in [str(c) for c in checkpoints(args.run) if str(c) not in done]:
             t = time.time()
-            row = measure(enc, args.data, args.out / Path(enc).stem, arch)
-            row["seconds"] = round(time.time() - t, 1)
-            rows.append(row)
-            done.add(enc)
-            summary = {"rows": rows, "spearman": spearman(rows), **machine()}
-            results.write_text(json.dumps(summary, indent=1))
-            print(json.dumps(row), flush=True)
+            found = measure(ckpt, args.data, args.out / Path(ckpt).stem, views_of(args), random_twin="random" not in done)
+            found[0][QUEUE] = logged_rankme(args.run, ckpt)
+            for row in found:
+                row["seconds"] = round(time.time() - t, 1)
+                rows.append(row)
+                done.add(row["encoder"])
+                print(json.dumps(row), flush=True)
+            results.write_text(json.dumps({"rows": rows, "spearman": spearman(rows), **machine()}, indent=1))
         if not args.watch_until or time.strftime("%H:%M", time.gmtime()) >= args.watch_until:
             break
         time.sleep(30)
+    rows.sort(key=lambda r: (r["encoder"] == "random", r["encoder"]))
     results.write_text(json.dumps({"rows": rows, "spearman": spearman(rows), **machine()}, indent=1))
     print(json.dumps(spearman(rows), indent=1))
     return 0

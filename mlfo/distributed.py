@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -193,6 +194,20 @@ def teardown(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         barrier(ctx)
         dist.destroy_process_group()
+
+
+@contextmanager
+def leaving_group(ctx: DistContext):
+    """Leave the process group when the block ends: cleanly (``teardown``: every rank
+    waits for the others) after success, at once after an error (a rank that failed never
+    reaches the others' barrier; torchrun stops them)."""
+    try:
+        yield ctx
+    except BaseException:
+        if ctx.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+        raise
+    teardown(ctx)
 
 
 def all_gather_objects(ctx: DistContext, obj) -> list:

@@ -54,7 +54,6 @@ examples:
 
 def _add_encoder_args(p) -> None:
     from mlfo.config.flags import add_flags
-    from mlfo.data.loading import default_workers
     from mlfo.data.splits import EvalData
 
     p.add_argument("checkpoint", metavar="CKPT",
@@ -70,10 +69,28 @@ def _add_encoder_args(p) -> None:
                    help="also evaluate this baseline by the same protocol (repeatable): a randomly "
                    "initialised encoder of the same architecture, or a local torchvision checkpoint")
     add_flags(p, EvalData, title="data")
+    add_runtime_args(p)
+
+
+def add_runtime_args(p):
+    """--workers, --device, --quiet (every command that reads videos); -> the group."""
+    from mlfo.data.loading import default_workers
+
     r = p.add_argument_group("runtime")
     r.add_argument("--workers", type=int, default=default_workers(), help="DataLoader worker processes")
-    r.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    r.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available; under torchrun "
+                   "each process its LOCAL_RANK's GPU)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    return r
+
+
+def add_extraction_args(p) -> None:
+    """How features are extracted (``mlfo extract`` and ``mlfo inspect``)."""
+    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default 32)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 autocast on a GPU, fp32 on the CPU")
+    p.add_argument("--shard-videos", type=int, default=256, metavar="N",
+                   help="videos per shard: the unit torchrun processes share and an interrupted run resumes from")
 
 
 def _add_feature_args(p) -> None:
@@ -107,12 +124,8 @@ def register(subparsers) -> None:
     )
     _add_encoder_args(x)
     add_flags(x, ViewConfig, title=_views_title())
-    x.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default 32)")
+    add_extraction_args(x)
     x.add_argument("--levels", action="store_true", help="also save pooled low and mid features")
-    x.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto (default): bf16 autocast on a GPU, fp32 on the CPU")
-    x.add_argument("--shard-videos", type=int, default=256, metavar="N",
-                   help="videos per shard: the unit processes share and an interrupted run resumes from")
     x.add_argument("--overwrite", action="store_true",
                    help="replace the features of another extraction in OUT (only files mlfo extract wrote)")
     x.set_defaults(func=run_extract)

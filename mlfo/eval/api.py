@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from mlfo.data import provenance
 from mlfo.data.splits import EvalData
-from mlfo.distributed import DistContext, barrier, init_distributed, launched_by_torchrun, leads_its_node, teardown
+from mlfo.distributed import DistContext, barrier, init_distributed, launched_by_torchrun, leads_its_node, leaving_group
 from mlfo.errors import MLFOError
 from mlfo.eval.aggregate import group_masks, num_classes, per_group
 from mlfo.eval.cards import assemble_card, print_cards, write_card
@@ -78,21 +77,13 @@ def extract_features(
     else:
         # torchrun gives each process its GPU (LOCAL_RANK); a bounded wait covers rank 0's merge
         ctx = init_distributed((device or "auto").split(":")[0], timeout=timedelta(minutes=60))
-    ok = False
-    try:
+    with leaving_group(ctx):
         resolved = resolved or data_cfg.resolve(data, progress=False)
         inputs = [data] + ([data_cfg.split_dir] if data_cfg.split_dir else [])
-        written = write_features(main, others, *resolved, out, views, levels=levels, batch_size=batch_size,
-                                 num_workers=workers, backend=data_cfg.backend, progress=progress and ctx.is_main,
-                                 overwrite=overwrite, precision=precision, shard_videos=shard_videos,
-                                 inputs=inputs, ctx=ctx)
-        ok = True
-        return written
-    finally:
-        if ok:
-            teardown(ctx)
-        elif ctx.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        return write_features(main, others, *resolved, out, views, levels=levels, batch_size=batch_size,
+                              num_workers=workers, backend=data_cfg.backend, progress=progress and ctx.is_main,
+                              overwrite=overwrite, precision=precision, shard_videos=shard_videos,
+                              inputs=inputs, ctx=ctx)
 
 
 def feature_roots(features: str | os.PathLike | None = None, *, train: str | None = None,
@@ -162,8 +153,7 @@ def evaluate_finetune(
     views = views or ViewConfig(clip_len=cfg.clip_len, frame_step=cfg.frame_step, crop_size=cfg.crop_size,
                                 resize=max(128, cfg.crop_size), crop_mode="three")
     ctx = init_distributed(cfg.device or "auto")
-    ok = False
-    try:
+    with leaving_group(ctx):
         main, others = _encoders(checkpoint, baselines, arch, cfg.seed, name)
         parts, classes, groups, _ = in_turn(ctx, lambda: data_cfg.resolve(data, progress=progress and ctx.is_main))
         run = _FinetuneRun(cfg, views, data_cfg.backend, parts, classes, groups, ctx,
@@ -172,13 +162,7 @@ def evaluate_finetune(
                  for enc in [main] + others]
         if ctx.is_main:
             print_cards(cards)
-        ok = True
         return cards if ctx.is_main else []
-    finally:
-        if ok:
-            teardown(ctx)
-        elif ctx.distributed and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def in_turn(ctx, fn):

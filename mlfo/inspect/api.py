@@ -4,6 +4,8 @@ Features of every video (``mlfo extract``'s views and code), then per encoder (t
 one and a random-init one of the same architecture): embedding health per level, a t-SNE
 map, nearest-neighbour galleries and near-duplicate groups, written as one offline HTML
 page (``index.html``), its ``assets/`` and ``inspect.json`` with every number.
+Extraction is ``mlfo extract``'s sharded path, so it runs under torchrun (every process
+extracts a share, rank 0 writes the page) and an interrupted run resumes from its shards.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mlfo.data.splits import EvalData
+from mlfo.distributed import (DistContext, all_gather_objects, init_distributed, launched_by_torchrun,
+                              leads_its_node, leaving_group)
 from mlfo.errors import MLFOError
+from mlfo.eval.features import SHARDS_DIR
+from mlfo.eval.output_folder import fingerprint
 from mlfo.eval.views import ViewConfig
 from mlfo.inspect import collection as col
 from mlfo.inspect.health import embedding_health
@@ -53,18 +61,38 @@ class InspectConfig:
             raise MLFOError(f"--duplicate-threshold: a cosine similarity in [-1, 1], got {self.duplicate_threshold}")
 
 
-def prepare_out(out: Path) -> None:
-    """``out`` must be new, empty, or an earlier inspect page (replaced); nothing else of
-    the user's is touched."""
+def prepare_out(out: Path, work: str) -> Path:
+    """``out`` must be new, empty, an earlier page (replaced) or an interrupted one (its
+    finished feature shards of the same ``work`` are kept); nothing else of the user's is
+    touched. -> the folder of ``work``'s shards."""
     if out.exists() and not out.is_dir():
         raise MLFOError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         names = {p.name for p in out.iterdir()}
-        if not (SUMMARY in names and names <= {SUMMARY, PAGE, ASSETS}):
+        if not (names <= {SUMMARY, PAGE, ASSETS, SHARDS_DIR} and names & {SUMMARY, SHARDS_DIR}):
             raise MLFOError(f"--out {out}: holds other files; give a new or empty folder "
                             f"(an earlier `mlfo inspect` page there would be replaced)")
         shutil.rmtree(out / ASSETS, ignore_errors=True)
+        for other in (out / SHARDS_DIR).glob("*"):  # shards of other encoders, views or data
+            if other.name != work:
+                shutil.rmtree(other, ignore_errors=True)
     (out / ASSETS / "thumbs").mkdir(parents=True, exist_ok=True)
+    (out / SHARDS_DIR / work).mkdir(parents=True, exist_ok=True)
+    return out / SHARDS_DIR / work
+
+
+def _prepare_on_rank_0(ctx: DistContext, out: Path, work: str) -> Path:
+    """Rank 0 prepares ``out``; every rank stops when it refuses."""
+    refused = None
+    if ctx.is_main:
+        try:
+            prepare_out(out, work)
+        except MLFOError as err:
+            refused = str(err)
+    refused = all_gather_objects(ctx, refused)[0]
+    if refused:
+        raise MLFOError(refused)
+    return out / SHARDS_DIR / work
 
 
 def _query_rows(coll: col.Collection, cfg: InspectConfig) -> list[int]:
@@ -129,11 +157,53 @@ def _page_dict(coll, encoders, results, thumbs, cfg, views: ViewConfig, facts: l
             "dropped": coll.dropped, "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
 
+@dataclass
+class _Extracted:
+    """What rank 0 holds once every rank has extracted its shards."""
+
+    collection: col.Collection
+    features: dict  # encoder key -> col.VideoFeatures
+    skipped: list[dict]
+    seconds: float
+    processes: int
+    precision: str
+
+
+def _extract(encs, data: str, data_cfg: EvalData, queries, out: Path, views: ViewConfig, *, precision: str,
+             device: str | None, progress: bool, **loader) -> _Extracted | None:
+    """Every video's features, as ``mlfo extract`` computes them: under torchrun the ranks
+    share the shards (rank 0 gets the result, the others None); an interrupted run
+    resumes from the shards in ``out``."""
+    from mlfo.eval.extract import resolve_precision
+    from mlfo.eval.features import encoder_identity
+
+    started = time.time()
+    # The node's first process indexes the data before the process group exists (as extract).
+    coll = col.load_collection(data, data_cfg, queries, progress=progress) if leads_its_node() else None
+    if launched_by_torchrun():  # each process its GPU (LOCAL_RANK); a bounded wait covers rank 0's merge
+        ctx = init_distributed((device or "auto").split(":")[0], timeout=timedelta(minutes=60))
+    else:
+        ctx = DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    precision = resolve_precision(precision, ctx.device)
+    with leaving_group(ctx):
+        coll = coll or col.load_collection(data, data_cfg, queries, progress=False)
+        work = fingerprint({"encoders": [encoder_identity(e.info) or e.info for e in encs], "views": views.to_dict(),
+                            "videos": [r.path for r in coll.records], "precision": precision})
+        shards = _prepare_on_rank_0(ctx, out, work)
+        got = col.extract({e.key: e.module for e in encs}, coll, views, shards, ctx, precision=precision,
+                          backend=data_cfg.backend, progress=progress and ctx.is_main, **loader)
+    if got is None:
+        return None
+    return _Extracted(coll, got[0], got[1], time.time() - started, ctx.world_size, precision)
+
+
 def inspect_encoder(encoder: str, data: str, out: str | os.PathLike, views: ViewConfig | None = None,
                     data_cfg: EvalData | None = None, cfg: InspectConfig | None = None, *, queries=(),
                     arch: str | None = None, batch_size: int = 32, workers: int = 0, device: str | None = None,
-                    progress: bool = True) -> Path:
-    """Write the page for ``encoder`` (checkpoint, export or ``random``) on ``data``; -> index.html."""
+                    precision: str = "auto", shard_videos: int = 256, progress: bool = True) -> Path | None:
+    """Write the page for ``encoder`` (checkpoint, export or ``random``) on ``data``; -> index.html.
+    Under torchrun every process extracts its share of the videos and rank 0 writes the
+    page (the others return None)."""
     from mlfo.eval.encoders import resolve_baselines, resolve_encoder
     from mlfo.eval.plots import spectrum_plot
     from mlfo.inspect.page import render
@@ -144,24 +214,25 @@ def inspect_encoder(encoder: str, data: str, out: str | os.PathLike, views: View
     started = time.time()
     main = resolve_encoder(encoder, arch=arch, seed=cfg.seed)
     encs = [main] + (resolve_baselines(["random"], main, seed=cfg.seed) if main.info["kind"] != "random" else [])
-    coll = col.load_collection(data, data_cfg, queries, progress=progress)
-    prepare_out(out)
-    feats, skipped = col.extract({e.key: e.module for e in encs}, coll, views, batch_size=batch_size,
-                                 workers=workers, device=device, backend=data_cfg.backend, progress=progress)
-    extracted = time.time() - started
-    results = [analyse(feats[e.key], coll, cfg) for e in encs]
+    got = _extract(encs, data, data_cfg, queries, out, views, precision=precision, device=device, progress=progress,
+                   shard_videos=shard_videos, batch_size=batch_size, workers=workers)
+    if got is None:
+        return None
+    coll = got.collection
+    results = [analyse(got.features[e.key], coll, cfg) for e in encs]
     thumbs = write_thumbnails(coll.records, _thumb_rows(results), views, out / ASSETS / "thumbs",
                               size=cfg.thumb_size, max_frames=cfg.thumb_frames, backend=data_cfg.backend,
                               workers=workers, progress=progress)
     names = [{"key": e.key, "name": e.info["name"], "info": e.info} for e in encs]
     spectrum_plot({n["name"]: {lv: h["singular_values"] for lv, h in r["health"].items()}
                    for n, r in zip(names, results)}, out / ASSETS / "spectrum.png")
-    facts = [f"{coll.n_collection} videos of {data} ({len(skipped)} failed to decode, {len(coll.dropped)} "
+    facts = [f"{coll.n_collection} videos of {data} ({len(got.skipped)} failed to decode, {len(coll.dropped)} "
              f"unreadable when indexed); views: {views.describe()}",
-             f"features {extracted:.0f} s, page {time.time() - started:.0f} s in all; "
-             f"{time.strftime('%Y-%m-%d %H:%M')}"]
+             f"features {got.seconds:.0f} s ({got.processes} process{'es' if got.processes > 1 else ''}, "
+             f"{got.precision}), page {time.time() - started:.0f} s in all; {time.strftime('%Y-%m-%d %H:%M')}"]
     page = _page_dict(coll, names, results, thumbs, cfg, views, facts)
-    page["skipped"] = skipped
+    page["skipped"] = got.skipped
     (out / SUMMARY).write_text(json.dumps(page, indent=1, default=float))
     (out / PAGE).write_text(render(page), encoding="utf-8")
+    shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)  # the page is whole: its features are in it
     return out / PAGE

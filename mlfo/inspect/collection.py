@@ -1,5 +1,6 @@
 """The videos ``mlfo inspect`` looks at and their features, through ``mlfo extract``'s
-views and code (``mlfo.eval.extract.compute_features``): one path, wherever extraction runs.
+views and code (``mlfo.eval.shards.extract_sharded``): one path, so inspection extracts
+under torchrun, and resumes from finished shards, wherever extraction does.
 
 Each video is extracted as two items, its even and its odd clips (``HalfViews``), so one
 pass gives both the video's feature (the view-weighted mean of the halves: the feature
@@ -116,18 +117,22 @@ class VideoFeatures:
     halves: dict[str, tuple[np.ndarray, np.ndarray]]  # level -> even / odd clips' (n, C)
 
 
-def extract(encoders: dict, collection: Collection, views: ViewConfig, *, batch_size: int = 32,
-            workers: int = 0, device: str | None = None, backend: str = "auto",
-            progress: bool = True) -> tuple[dict[str, VideoFeatures], list[dict]]:
-    """Features of every video for every encoder (one decoding pass for all); the videos
-    that failed to decode, as {"path", "reason"}."""
-    from mlfo.eval.extract import compute_features
+def extract(encoders: dict, collection: Collection, views: ViewConfig, folder: Path, ctx, *,
+            shard_videos: int = 256, batch_size: int = 32, workers: int = 0, precision: str = "fp32",
+            backend: str = "auto", progress: bool = True) -> tuple[dict[str, VideoFeatures], list[dict]] | None:
+    """Features of every video for every encoder (one decoding pass for all), through
+    ``mlfo extract``'s sharded path: under torchrun the ranks share the shards, and shards
+    already in ``folder`` are not computed again. On rank 0: the features and the videos
+    that failed to decode, as {"path", "reason"}; None on the other ranks."""
+    from mlfo.eval.shards import extract_sharded
 
     dataset = HalfViews(views, collection.records, backend)
     w_even, w_odd = half_weights(views)
-    res = compute_features(encoders, dataset, levels=LEVELS, batch_size=batch_size,
-                           views_per_video=w_even, num_workers=workers, device=device,
-                           progress=progress, desc="inspect: features")
+    res = extract_sharded(encoders, dataset, folder, ctx, shard_videos=2 * shard_videos, levels=LEVELS,
+                          device=ctx.device, precision=precision, progress=progress, desc="inspect: features",
+                          batch_size=batch_size, views_per_video=w_even, num_workers=workers)
+    if res is None:
+        return None
     row_of = {item: row for row, item in enumerate(res.kept)}
     videos = np.array([v for v in range(len(collection.records)) if 2 * v in row_of and 2 * v + 1 in row_of],
                       dtype=np.int64)

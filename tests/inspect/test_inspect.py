@@ -62,13 +62,15 @@ def test_the_page_has_galleries_map_duplicates_and_health_for_both_encoders(page
     assert (page / "assets" / "spectrum.png").is_file()
 
 
-def test_a_video_feature_is_the_one_mlfo_extract_computes(tiny_videos, tiny_encoder):
+def test_a_video_feature_is_the_one_mlfo_extract_computes(tiny_videos, tiny_encoder, tmp_path):
     from mlfo.data.splits import EvalData
+    from mlfo.distributed import DistContext
     from mlfo.eval.encoders import resolve_encoder
 
     coll = col.load_collection(str(tiny_videos / "folder"), EvalData(), progress=False)
     module = resolve_encoder(str(tiny_encoder)).module
-    feats, skipped = col.extract({"m": module}, coll, TINY_VIEWS, progress=False)
+    feats, skipped = col.extract({"m": module}, coll, TINY_VIEWS, tmp_path / "shards", DistContext(),
+                                 shard_videos=5, progress=False)
     plain = compute_features({"m": module}, TINY_VIEWS.dataset(coll.records), views_per_video=3, progress=False)
     assert not skipped and list(feats["m"].videos) == plain.kept
     np.testing.assert_allclose(feats["m"].levels["high"], plain.features["m"]["high"], rtol=1e-5, atol=1e-6)
@@ -141,14 +143,78 @@ def test_a_video_in_several_parts_is_one_video_of_the_collection(tmp_path):
     assert coll.n_collection == 6 and len({r.path for r in coll.records}) == 6
 
 
-def test_inspect_under_torchrun_with_two_processes_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
-    """Every rank would write the page: refused before any work."""
-    from mlfo.cli import main
+def _numbers(page: Path) -> dict:
+    summary = json.loads((page / "inspect.json").read_text())
+    return {e["key"]: {"health": {lv: {k: h[k] for k in ("rankme", "alignment", "uniformity", "n")}
+                                  for lv, h in e["health"].items()},
+                       "galleries": [(g["video"], [r for r, _ in g["neighbours"]]) for g in e["galleries"]],
+                       "sims": [s for g in e["galleries"] for _, s in g["neighbours"]],
+                       "duplicates": [sorted(d["rows"]) for d in e["duplicates"]]}
+            for e in summary["encoders"]}
 
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["inspect", "random", str(tmp_path / "none"), "--out", str(tmp_path / "page")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "runs in one process" in err[0]
-    assert not (tmp_path / "page").exists()
+
+def _same_numbers(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key]["galleries"] == b[key]["galleries"] and a[key]["duplicates"] == b[key]["duplicates"]
+        np.testing.assert_allclose(a[key]["sims"], b[key]["sims"], atol=1e-5)
+        for lv, h in a[key]["health"].items():
+            for k, v in h.items():
+                assert b[key]["health"][lv][k] == pytest.approx(v, rel=1e-4, abs=1e-5), (key, lv, k)
+
+
+def test_two_torchrun_processes_write_the_page_of_one(page, tiny_videos, tiny_encoder, tmp_path):
+    """Each process extracts its shards; rank 0 alone writes the page, with the numbers of
+    a single process (the page fixture: same encoder, data, views and queries)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "mlfo.cli",
+           "inspect", str(tiny_encoder), str(tiny_videos / "folder"), "--out", str(out), *VIEWS, "--queries", "3",
+           "--k", "4", "--workers", "0", "--quiet", "--shard-videos", "3", "--query", str(tiny_videos / "outside.mp4"),
+           "--query", str(tiny_videos / "folder" / "dup_of_first.mp4")]
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("inspect page") == 1  # rank 0 alone writes and reports
+    assert "2 processes" in json.loads((out / "inspect.json").read_text())["facts"][1]
+    assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html", "inspect.json"]  # shards removed
+    _same_numbers(_numbers(page), _numbers(out))
+    assert _numbers(page)["main"]["health"]["high"]["rankme"] != _numbers(page)["random"]["health"]["high"]["rankme"]
+
+
+def test_an_interrupted_inspect_resumes_from_its_finished_shards(page, tiny_videos, tiny_encoder, tmp_path,
+                                                                  monkeypatch):
+    import mlfo.eval.shards as shards
+
+    out, argv = tmp_path / "page", [str(tiny_encoder), str(tiny_videos / "folder"), tmp_path / "page", TINY_VIEWS]
+    options = dict(cfg=InspectConfig(queries=3, k=4), progress=False, shard_videos=4,
+                   queries=[tiny_videos / "outside.mp4", tiny_videos / "folder" / "dup_of_first.mp4"])
+    real_save = shards.save_shard
+
+    def save_then_interrupt(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C right after the first shard is on disk
+
+    monkeypatch.setattr(shards, "save_shard", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        inspect_encoder(*argv, **options)
+    assert not (out / "inspect.json").exists() and len(list(out.glob(".mlfo-shards/*/shard-*.npz"))) == 1
+    monkeypatch.setattr(shards, "save_shard", real_save)
+    computed = []
+    real_iter = shards.iter_features
+
+    def recording_iter(*args, indices, **kwargs):
+        computed.extend(indices)
+        return real_iter(*args, indices=indices, **kwargs)
+
+    monkeypatch.setattr(shards, "iter_features", recording_iter)
+    inspect_encoder(*argv, **options)
+    assert computed == list(range(8, 28))  # 14 videos x 2 halves; the first shard (4 videos) was done
+    _same_numbers(_numbers(page), _numbers(out))
+    with pytest.raises(MLFOError, match="holds other files"):  # a folder of the user's with a look-alike name
+        (tmp_path / "mine" / ".mlfo-shards").mkdir(parents=True)
+        (tmp_path / "mine" / "notes.txt").write_text("keep me")
+        inspect_encoder(str(tiny_encoder), str(tiny_videos / "folder"), tmp_path / "mine", TINY_VIEWS, progress=False)
