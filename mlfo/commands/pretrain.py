@@ -98,13 +98,14 @@ def run_export(args) -> int:
 
 
 def _check_plot_target(out: str | None, run: str) -> None:
-    """``--out`` of ``mlfo plot`` may replace a PNG image, never the metrics it reads or
-    another kind of file (a ``.jsonl``, a CSV, notes)."""
+    """``--out`` of ``mlfo plot`` may replace a figure it wrote earlier, never the metrics
+    it reads, a PNG of the user's or another kind of file (a ``.jsonl``, a CSV, notes)."""
     import os
     from pathlib import Path
 
     from mlfo.errors import MLFOError
     from mlfo.train.metrics_log import METRICS_FILE
+    from mlfo.train.plot import written_by_plot
 
     if out is None or not os.path.lexists(out):
         return
@@ -114,9 +115,8 @@ def _check_plot_target(out: str | None, run: str) -> None:
         raise MLFOError(f"{target}: --out is not a regular file; give the PNG's file name")
     if metrics.exists() and os.path.samefile(target, metrics):
         raise MLFOError(f"{target}: --out is the metrics file being plotted; give the PNG's file name")
-    with open(target, "rb") as fh:
-        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
-            raise MLFOError(f"{target}: exists and is not a PNG image; give another --out")
+    if not written_by_plot(target):
+        raise MLFOError(f"{target}: exists and is not a figure mlfo plot wrote; give another --out")
 
 
 def run_plot(args) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlfo.errors import MLFOError
+from mlfo.errors import MLFOError, make_folder
 
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.csv"
@@ -100,10 +100,7 @@ def _atomic(path: Path, write) -> None:
 
 def save_feature_set(fs: FeatureSet, out_dir: str | os.PathLike) -> Path:
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise MLFOError(f"{out_dir}: cannot create the folder ({err.strerror or err})") from None
+    make_folder(out_dir, "feature folder")
     _atomic(out_dir / FEATURES_FILE, lambda fh: np.save(fh, fs.features.astype(np.float32)))
     for level, values in fs.levels.items():
         if level != "high":

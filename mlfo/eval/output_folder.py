@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlfo.errors import MLFOError
+from mlfo.errors import MLFOError, make_folder
 from mlfo.eval.features import FEATURE_SET_GLOBS, RECORD_FILE, SHARDS_DIR
 
 RECORD_KIND = "mlfo extract record"
@@ -93,17 +93,6 @@ def read_record(root: Path) -> dict | None:
     return record
 
 
-def _make_folder(root: Path) -> None:
-    if root.exists() and not root.is_dir():
-        raise MLFOError(f"{root}: exists and is not a folder")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise MLFOError(f"{root}: cannot create the output folder ({err.strerror or err})") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise MLFOError(f"{root}: the output folder is not writable")
-
-
 def _existing(root: Path, planned: list[Path]) -> list[Path]:
     """Files the extraction would write, or feature sets eval would read, that exist."""
     found = {p for p in planned if p.exists()}
@@ -150,7 +139,7 @@ def claim(root: Path, planned: list[Path], inputs: list[Path], description: dict
     if old is not None and not same and not overwrite:
         raise MLFOError(f"{root}: holds the features of another extraction ({old.get('summary', 'see ' + RECORD_FILE)}"
                         f"); pass --overwrite to replace its {len(listed)} files, or choose another output folder")
-    _make_folder(root)
+    make_folder(root, "output folder", writable=True)
     folder = OutputFolder(root, old if same else {})
     if old is not None and not same:
         _remove(root, listed)

@@ -24,7 +24,7 @@ import torch
 from mlfo.data.splits import EvalData
 from mlfo.distributed import (DistContext, all_gather_objects, init_distributed, launched_by_torchrun,
                               leads_its_node, leaving_group)
-from mlfo.errors import MLFOError
+from mlfo.errors import MLFOError, make_folder
 from mlfo.eval.features import SHARDS_DIR
 from mlfo.eval.output_folder import fingerprint
 from mlfo.eval.views import ViewConfig
@@ -65,9 +65,8 @@ def prepare_out(out: Path, work: str) -> Path:
     """``out`` must be new, empty, an earlier page (replaced) or an interrupted one (its
     finished feature shards of the same ``work`` are kept); nothing else of the user's is
     touched. -> the folder of ``work``'s shards."""
-    if out.exists() and not out.is_dir():
-        raise MLFOError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    make_folder(out, "page folder (--out)", writable=True)
+    if any(out.iterdir()):
         names = {p.name for p in out.iterdir()}
         if not (names <= {SUMMARY, PAGE, ASSETS, SHARDS_DIR} and names & {SUMMARY, SHARDS_DIR}):
             raise MLFOError(f"--out {out}: holds other files; give a new or empty folder "
@@ -76,8 +75,8 @@ def prepare_out(out: Path, work: str) -> Path:
         for other in (out / SHARDS_DIR).glob("*"):  # shards of other encoders, views or data
             if other.name != work:
                 shutil.rmtree(other, ignore_errors=True)
-    (out / ASSETS / "thumbs").mkdir(parents=True, exist_ok=True)
-    (out / SHARDS_DIR / work).mkdir(parents=True, exist_ok=True)
+    make_folder(out / ASSETS / "thumbs", "page folder (--out)")
+    make_folder(out / SHARDS_DIR / work, "page folder (--out)")
     return out / SHARDS_DIR / work
 
 

@@ -22,6 +22,9 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
         return num / den
 
 
+PLOT_SOFTWARE = "mlfo plot"
+
+
 def plot_run(run: str | Path, out: str | Path | None = None, smooth: int = 0) -> Path:
     """Draw every loss term, every accuracy, other logged values (queue size, ...) and the
     learning rate, one panel each, against the step."""
@@ -69,6 +72,13 @@ def plot_run(run: str | Path, out: str | Path | None = None, smooth: int = 0) ->
     fig.suptitle(f"{run.name}  (moving average over {window} steps)" if window > 1 else run.name)
     fig.tight_layout()
     out = Path(out) if out else (run if run.is_dir() else run.parent) / "metrics.png"
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, metadata={"Software": PLOT_SOFTWARE})  # how --out knows its own figure
     plt.close(fig)
     return out
+
+
+def written_by_plot(path: str | Path) -> bool:
+    """Whether ``path`` is a PNG that ``plot_run`` wrote (its tEXt Software chunk)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00" + PLOT_SOFTWARE.encode() in head

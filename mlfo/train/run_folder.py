@@ -14,18 +14,21 @@ writes that were killed are removed once the lock is held.
 The resolved config goes to ``OUT/config.yaml`` unless that file is the user's own (``mlfo
 pretrain exp/config.yaml --out exp``): then to ``OUT/config.resolved.yaml``; a file mlfo
 did not write is never replaced. It is written only once a resume has been accepted.
+A ``metrics.jsonl`` whose lines are not a run's (JSON objects with a step) is refused:
+a run appends to it and a fresh start empties it.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import socket
 import sys
 from pathlib import Path
 
-from mlfo.errors import MLFOError
+from mlfo.errors import MLFOError, make_folder
 from mlfo.train import checkpoint as ckpt_io
 
 LOCK_FILE = ".mlfo.lock"
@@ -123,6 +126,28 @@ def write_run_config(out: str | Path, cfg) -> Path:
     return ckpt_io.atomic_write(path, lambda fh: fh.write(text))
 
 
+def _check_metrics_file(out: Path) -> None:
+    """A run appends to ``metrics.jsonl`` and a fresh start empties it: refused when the
+    file there is not one a run wrote (every line a JSON object with a step, a torn last
+    line allowed: what a killed run leaves)."""
+    from mlfo.train.metrics_log import METRICS_FILE
+
+    path = out / METRICS_FILE
+    if not os.path.lexists(path):
+        return
+    ours = path.is_file() and not path.is_symlink()
+    if ours:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            ours = all(isinstance(row := json.loads(line), dict) and isinstance(row.get("step"), int)
+                       for line in lines[:-1] if line.strip())
+        except (UnicodeDecodeError, ValueError):
+            ours = False
+    if not ours:
+        raise MLFOError(f"{path}: not a metrics file of an mlfo run; move it away (a run writes its "
+                        "metrics there)")
+
+
 def _clear(out: Path, overwrite: bool) -> None:
     stale = ckpt_io.stale_temp_files(out)
     for p in stale:
@@ -143,16 +168,12 @@ def claim_run_folder(out_dir: str | Path, resume: str | None = None, overwrite: 
     """Create (if needed) and lock ``out_dir``, check the start against what it holds and
     remove leftovers of killed writes. Raises MLFOError with one line when it cannot."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise MLFOError(f"{out}: the run folder (--out, train.out_dir) is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise MLFOError(f"{out}: cannot create the run folder ({err.strerror})") from None
+    make_folder(out, "run folder (--out, train.out_dir)")
     fd = _lock(out)
     try:
         _check_start(out, resume, overwrite)
         config_target(out)  # refused now rather than after the checkpoints are gone
+        _check_metrics_file(out)
         _clear(out, overwrite)
     except BaseException:
         if fd is not None:

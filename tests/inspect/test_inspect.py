@@ -96,6 +96,24 @@ def test_inspect_refuses_what_it_cannot_do(tiny_videos, tiny_encoder, tmp_path):
     assert main(["inspect", "random", data, "--out", str(tmp_path / "mine"), *VIEWS, "--quiet"]) == 2
 
 
+def test_an_out_that_cannot_be_a_page_folder_is_one_line(tiny_videos, tmp_path, monkeypatch, capsys):
+    data = str(tiny_videos / "folder")
+    (tmp_path / "file").write_text("mine")
+    assert main(["inspect", "random", data, "--out", str(tmp_path / "file"), *VIEWS, "--quiet"]) == 2
+    assert capsys.readouterr().err == f"mlfo: error: {tmp_path / 'file'}: the page folder (--out) exists and is not a folder\n"
+    out, real_mkdir = tmp_path / "ro" / "page", Path.mkdir
+
+    def read_only_mkdir(self, *args, **kwargs):  # as a read-only mount answers (root ignores chmod)
+        if self == out or out in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
+    assert main(["inspect", "random", data, "--out", str(out), *VIEWS, "--quiet"]) == 2
+    assert capsys.readouterr().err == f"mlfo: error: {out}: cannot create the page folder (--out) (Permission denied)\n"
+    assert (tmp_path / "file").read_text() == "mine"
+
+
 def test_an_earlier_page_is_replaced(page, tiny_videos, tmp_path):
     import shutil
 

@@ -125,7 +125,7 @@ def test_export_never_writes_over_its_checkpoint_or_from_a_crafted_one(tmp_path,
     assert not out.exists()
 
 
-def test_plot_replaces_a_png_but_never_the_metrics_or_another_file(tmp_path, capsys):
+def test_plot_replaces_its_own_figure_but_never_the_metrics_a_png_of_the_users_or_another_file(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     rows = [{"epoch": 0, "step": i, "loss/total": 5.0 - i / 10, "acc/high": i / 20, "lr": 1e-3} for i in range(1, 8)]
@@ -136,8 +136,17 @@ def test_plot_replaces_a_png_but_never_the_metrics_or_another_file(tmp_path, cap
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     assert main(["plot", str(run), "--out", str(notes)]) == 2
-    assert capsys.readouterr().err == f"mlfo: error: {notes}: exists and is not a PNG image; give another --out\n"
+    assert capsys.readouterr().err == f"mlfo: error: {notes}: exists and is not a figure mlfo plot wrote; give another --out\n"
     assert (run / "metrics.jsonl").read_bytes() == metrics and notes.read_text() == "mine"
     png = tmp_path / "curves.png"
     assert main(["plot", str(run), "--out", str(png)]) == 0 and main(["plot", str(run), "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+    import matplotlib.pyplot as plt
+
+    photo = tmp_path / "holiday.png"  # a PNG of the user's, written by matplotlib like ours
+    plt.figure().savefig(photo)
+    plt.close("all")
+    before = photo.read_bytes()
+    assert main(["plot", str(run), "--out", str(photo)]) == 2
+    assert "holiday.png: exists and is not a figure mlfo plot wrote" in capsys.readouterr().err
+    assert photo.read_bytes() == before

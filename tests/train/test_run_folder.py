@@ -84,6 +84,18 @@ def test_finished_folder_is_resumed_or_overwritten_only_on_request(tiny_data, tm
     assert not (out / "epoch_0099.pt").exists()
 
 
+def test_a_metrics_file_of_the_users_is_refused_not_emptied(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    mine = '{"step": 1, "loss": 2.0}\n{"epoch": 3, "note": "my own log, no step"}\n{"step": 4}\n'
+    (out / "metrics.jsonl").write_text(mine)
+    assert pretrain_cli(*tiny_overrides(tiny_data, out, **{"train.max_steps": 2})) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mlfo: error: {out / 'metrics.jsonl'}: not a metrics file of an mlfo run; move it away "
+                   "(a run writes its metrics there)"]
+    assert (out / "metrics.jsonl").read_text() == mine and not list(out.glob("*.pt"))
+
+
 def test_fresh_start_empties_metrics_and_resume_purges_tensorboard(tiny_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
