@@ -49,3 +49,32 @@ def csv_dataset(root: Path, n_train: int = 5, n_test: int = 3, frames: int = 8) 
     for subset, lines in rows.items():
         (root / f"{subset}.csv").write_text("path,label\n" + "".join(lines))
     return root
+
+
+class ShardSpy:
+    """Stops the next sharded extraction (Ctrl-C) right after its first shard is on disk
+    (``interrupt``), then records the items the next one computes (``record``)."""
+
+    def __init__(self, monkeypatch):
+        import mlfo.eval.shards as shards
+
+        self.shards, self.monkeypatch = shards, monkeypatch
+        self.real_save, self.real_iter = shards.save_shard, shards.iter_features
+        self.saved: list[Path] = []
+        self.computed: list[int] = []
+
+    def interrupt(self) -> None:
+        def save_then_interrupt(path, *args, **kwargs):
+            self.real_save(path, *args, **kwargs)
+            self.saved.append(path)
+            raise KeyboardInterrupt
+
+        self.monkeypatch.setattr(self.shards, "save_shard", save_then_interrupt)
+
+    def record(self) -> None:
+        def recording_iter(*args, indices, **kwargs):
+            self.computed.extend(indices)
+            return self.real_iter(*args, indices=indices, **kwargs)
+
+        self.monkeypatch.setattr(self.shards, "save_shard", self.real_save)
+        self.monkeypatch.setattr(self.shards, "iter_features", recording_iter)

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import mlfo.eval.shards as shards
 from mlfo.cli import main
 from mlfo.eval.features import RECORD_FILE, SHARDS_DIR, load_feature_set
 
 sys.path.insert(0, str(Path(__file__).parent))
-from eval_fixtures import csv_dataset  # noqa: E402
+from eval_fixtures import ShardSpy, csv_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--arch", "r3d_small", "--clip-len", "4", "--clips", "2", "--resize", "32", "--crop-size", "32",
@@ -58,32 +57,16 @@ def test_two_torchrun_processes_agree_with_one(data, single, tmp_path):
 
 
 def test_interrupted_extraction_resumes_from_its_finished_shards(data, single, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "feats"
-    real_save = shards.save_shard
-    saved = []
-
-    def save_then_interrupt(path, *args, **kwargs):
-        real_save(path, *args, **kwargs)
-        saved.append(path)
-        raise KeyboardInterrupt  # Ctrl-C right after the first shard is on disk
-
-    monkeypatch.setattr(shards, "save_shard", save_then_interrupt)
+    out, spy = tmp_path / "feats", ShardSpy(monkeypatch)
+    spy.interrupt()  # Ctrl-C right after the first shard is on disk
     assert run("extract", "random", data, out, *ARGS) == 130
-    assert len(saved) == 1 and saved[0].is_file()
+    assert len(spy.saved) == 1 and spy.saved[0].is_file()
     assert run("eval", "knn", out, "--no-plots") == 2  # a half-done extraction is never tabled
     assert "did not finish" in capsys.readouterr().err
 
-    monkeypatch.setattr(shards, "save_shard", real_save)
-    computed = []
-    real_iter = shards.iter_features
-
-    def recording_iter(*args, indices, **kwargs):
-        computed.extend(indices)
-        return real_iter(*args, indices=indices, **kwargs)
-
-    monkeypatch.setattr(shards, "iter_features", recording_iter)
+    spy.record()
     assert run("extract", "random", data, out, *ARGS) == 0
     assert "1 of 3 shards were done earlier" in capsys.readouterr().out
-    assert computed == [2, 3, 4] + [0, 1, 2]  # train without its first shard (videos 0, 1), then test
+    assert spy.computed == [2, 3, 4] + [0, 1, 2]  # train without its first shard (videos 0, 1), then test
     _same_features(single, out)
     assert run("eval", "knn", out, "--no-plots") == 0

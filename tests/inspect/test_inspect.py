@@ -4,6 +4,7 @@ and the features it takes being ``mlfo extract``'s own."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ from mlfo.eval.extract import compute_features
 from mlfo.eval.views import ViewConfig
 from mlfo.inspect import collection as col
 from mlfo.inspect.api import InspectConfig, inspect_encoder
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+from eval_fixtures import ShardSpy, ucf_fixture  # noqa: E402
 
 VIEWS = ["--clip-len", "4", "--clips", "3", "--resize", "36", "--crop-size", "32"]
 TINY_VIEWS = ViewConfig(clip_len=4, num_clips=3, resize=36, crop_size=32)
@@ -149,12 +153,7 @@ def test_the_browser_check_catches_a_missing_image_and_a_script_error(tmp_path):
 
 
 def test_a_video_in_several_parts_is_one_video_of_the_collection(tmp_path):
-    import sys
-
     from mlfo.data.splits import EvalData
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
-    from eval_fixtures import ucf_fixture
 
     root, splits = ucf_fixture(tmp_path)  # 6 videos; splits 1-3 reuse them as train and test
     coll = col.load_collection(str(root), EvalData(fmt="ucf101", split_dir=str(splits), split="all"), progress=False)
@@ -185,7 +184,6 @@ def test_two_torchrun_processes_write_the_page_of_one(page, tiny_videos, tiny_en
     """Each process extracts its shards; rank 0 alone writes the page, with the numbers of
     a single process (the page fixture: same encoder, data, views and queries)."""
     import subprocess
-    import sys
 
     repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "ddp"
@@ -205,32 +203,17 @@ def test_two_torchrun_processes_write_the_page_of_one(page, tiny_videos, tiny_en
 
 def test_an_interrupted_inspect_resumes_from_its_finished_shards(page, tiny_videos, tiny_encoder, tmp_path,
                                                                   monkeypatch):
-    import mlfo.eval.shards as shards
-
     out, argv = tmp_path / "page", [str(tiny_encoder), str(tiny_videos / "folder"), tmp_path / "page", TINY_VIEWS]
     options = dict(cfg=InspectConfig(queries=3, k=4), progress=False, shard_videos=4,
                    queries=[tiny_videos / "outside.mp4", tiny_videos / "folder" / "dup_of_first.mp4"])
-    real_save = shards.save_shard
-
-    def save_then_interrupt(path, *args, **kwargs):
-        real_save(path, *args, **kwargs)
-        raise KeyboardInterrupt  # Ctrl-C right after the first shard is on disk
-
-    monkeypatch.setattr(shards, "save_shard", save_then_interrupt)
+    spy = ShardSpy(monkeypatch)
+    spy.interrupt()  # Ctrl-C right after the first shard is on disk
     with pytest.raises(KeyboardInterrupt):
         inspect_encoder(*argv, **options)
     assert not (out / "inspect.json").exists() and len(list(out.glob(".mlfo-shards/*/shard-*.npz"))) == 1
-    monkeypatch.setattr(shards, "save_shard", real_save)
-    computed = []
-    real_iter = shards.iter_features
-
-    def recording_iter(*args, indices, **kwargs):
-        computed.extend(indices)
-        return real_iter(*args, indices=indices, **kwargs)
-
-    monkeypatch.setattr(shards, "iter_features", recording_iter)
+    spy.record()
     inspect_encoder(*argv, **options)
-    assert computed == list(range(8, 28))  # 14 videos x 2 halves; the first shard (4 videos) was done
+    assert spy.computed == list(range(8, 28))  # 14 videos x 2 halves; the first shard (4 videos) was done
     _same_numbers(_numbers(page), _numbers(out))
     with pytest.raises(MLFOError, match="holds other files"):  # a folder of the user's with a look-alike name
         (tmp_path / "mine" / ".mlfo-shards").mkdir(parents=True)
