@@ -284,7 +284,7 @@ def run_prepared(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per pipeline instead of 10")
     parser.add_argument("--seconds", type=float, default=None, help="timing per pipeline (default 10, quick 3)")
@@ -297,20 +297,12 @@ def main(argv=None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "mlfo_bench_data")
     parser.add_argument("--prepared", action="store_true", help="only the raw-vs-prepared rows (see run_prepared)")
     parser.add_argument("--videos", type=int, default=4, help="videos per source of the --prepared rows")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    if args.prepared:
-        return run_prepared(args)
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
-    num_frames = int(2 * args.clip_len * args.r_max) + 8
+    return parser.parse_args(argv)
 
-    print(f"preparing data in {args.work_dir} ...", file=sys.stderr, flush=True)
-    videos, avis, folders = prepare_data(args.work_dir, 2, num_frames)
-    print(
-        f"{len(videos)} videos, 320x240, {num_frames} frames; T={args.clip_len}, r_max={args.r_max}, "
-        f"crop {args.crop}; 1 process, 1 thread, torch {torch.__version__}\n"
-    )
 
+def _sampler(args, num_frames: int):
+    """-> ``ours(paths, backend, with_color, ...)``: a function that loads sample ``i`` as
+    mlfo's training loader does (one ``ThreeClipDataset`` item, colour optional)."""
     color = ColorAugment(per_frame_color=True)
     generator = torch.Generator().manual_seed(0)
 
@@ -333,6 +325,12 @@ def main(argv=None) -> int:
 
         return run_one
 
+    return ours
+
+
+def _pipelines(args, num_frames: int, videos, avis, folders) -> list[tuple]:
+    """(name, backend, input, augmentation, sample function) of every row to time."""
+    ours = _sampler(args, num_frames)
     has_decode_size = "decode_size" in inspect.signature(ThreeClipDataset).parameters
     rng = np.random.default_rng(0)
     random.seed(0)
@@ -365,18 +363,19 @@ def main(argv=None) -> int:
             ("reference", "PIL per frame", "JPEG folders", "crop+flip+colour",
              lambda i: reference_sample(folders[i], args.clip_len, args.r_max, args.crop, rng))
         )
+    return pipelines
 
-    print(f"{'pipeline':<10} {'backend':<15} {'input':<13} {'augmentation':<19} {'samples/s':>10} "
-          f"{'per core':>9} {'CPU ms':>8}")
-    print(f"timing {len(pipelines)} pipelines, {seconds:.0f} s each in 5 interleaved turns ...", file=sys.stderr, flush=True)
-    measured = measure_interleaved(pipelines, len(videos), seconds)
+
+def _report(pipelines, measured, no_reference: bool) -> None:
+    """The table, and the per-core ratios of mlfo's PyAV rows to the reference pipeline."""
     rates = {}
     for (name, backend, source, work, _), (wall, per_core) in zip(pipelines, measured):
         rates[(name, backend, source, work)] = per_core
         print(f"{name:<10} {backend:<15} {source:<13} {work:<19} {wall:>10.2f} {per_core:>9.2f} {1000 / per_core:>8.1f}")
     print("\nsamples/s: wall clock, one process; per core: samples per CPU second of this process")
-    if args.no_reference:
-        return 0
+    if no_reference:
+        return
+    crop = "crop+flip (worker)"
     reference = rates[("reference", "PIL per frame", "JPEG folders", "crop+flip+colour")]
     ratio = lambda source, work: rates[("mlfo", "pyav", source, work)] / reference  # noqa: E731
     print(
@@ -387,6 +386,26 @@ def main(argv=None) -> int:
         f"  MPEG-4 avi     {ratio('avi (MPEG-4)', crop):>10.2f}x"
         f"{ratio('avi (MPEG-4)', '+ colour, CPU'):>40.2f}x"
     )
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    torch.set_num_threads(1)
+    if args.prepared:
+        return run_prepared(args)
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    num_frames = int(2 * args.clip_len * args.r_max) + 8
+    print(f"preparing data in {args.work_dir} ...", file=sys.stderr, flush=True)
+    videos, avis, folders = prepare_data(args.work_dir, 2, num_frames)
+    print(
+        f"{len(videos)} videos, 320x240, {num_frames} frames; T={args.clip_len}, r_max={args.r_max}, "
+        f"crop {args.crop}; 1 process, 1 thread, torch {torch.__version__}\n"
+    )
+    pipelines = _pipelines(args, num_frames, videos, avis, folders)
+    print(f"{'pipeline':<10} {'backend':<15} {'input':<13} {'augmentation':<19} {'samples/s':>10} "
+          f"{'per core':>9} {'CPU ms':>8}")
+    print(f"timing {len(pipelines)} pipelines, {seconds:.0f} s each in 5 interleaved turns ...", file=sys.stderr, flush=True)
+    _report(pipelines, measure_interleaved(pipelines, len(videos), seconds), args.no_reference)
     return 0
 
 
