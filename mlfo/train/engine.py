@@ -287,6 +287,7 @@ class Trainer:
         row.update(logs)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["videos"] = n_local * self.ctx.world_size
+        row["skipped"] = failed  # videos replaced in this step, on every rank
         return row
 
     # -- the loop -----------------------------------------------------------------------
@@ -334,7 +335,7 @@ class Trainer:
         self.skips.write = bar.write
         stop = False
         for batch in self.loader:
-            skipped = self.skips.add(batch["skipped"])
+            self.skips.add(batch["skipped"])  # this rank's: named in the log and skipped_videos.txt
             row = self.train_step(batch, epoch, epoch + self.samples_in_epoch / samples_per_epoch)
             self.samples_in_epoch += self.global_batch
             step_in_epoch += 1
@@ -343,7 +344,7 @@ class Trainer:
                 continue
             self.global_step, self.step_epoch = self.global_step + 1, epoch
             logger.log({"epoch": epoch, "step": self.global_step, "step_in_epoch": step_in_epoch,
-                        **row, "skipped": skipped, "time": round(time.time() - started, 3)})
+                        **row, "time": round(time.time() - started, 3)})
             bar.set_postfix(loss=f"{row.get('loss/total', row.get('loss', 0.0)):.3f}", refresh=False)
             if cfg.max_steps and self.global_step >= cfg.max_steps:
                 stop = True

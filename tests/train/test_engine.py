@@ -147,6 +147,25 @@ def test_unreadable_videos_are_skipped_and_reported(tiny_data, tmp_path, monkeyp
     assert {r["videos"] for r in read_metrics(out)} == {4}  # replaced: every step holds the full batch
 
 
+def test_the_skipped_column_counts_the_videos_of_every_rank(tiny_data, tmp_path, monkeypatch):
+    """The count comes from the step's all-reduce (every rank's failures), not from rank
+    0's own batch: here the reduction reports 3 failures elsewhere at step 2."""
+    from mlfo.train.engine import Trainer
+
+    real = Trainer._global_mean
+    calls = []
+
+    def elsewhere(self, total, logs, failed):
+        loss, means, failed = real(self, total, logs, failed)
+        calls.append(failed)
+        return loss, means, failed + (3 if len(calls) == 2 else 0)
+
+    monkeypatch.setattr(Trainer, "_global_mean", elsewhere)
+    out = tmp_path / "run"
+    pretrain(tiny_config(tiny_data, out, **{"train.max_steps": 3, "data.max_skipped_share": 0.5}))
+    assert [r["skipped"] for r in read_metrics(out)] == [0, 3, 0] and calls == [0, 0, 0]
+
+
 def test_non_finite_loss_stops_with_step_term_and_checkpoint(tiny_data, tmp_path, monkeypatch):
     from mlfo.losses.objective import MLFOObjective
 
