@@ -210,6 +210,30 @@ def leaving_group(ctx: DistContext):
     teardown(ctx)
 
 
+def process_context(device: str | None = None, timeout: timedelta = timedelta(minutes=60)) -> DistContext:
+    """Where an extraction runs: under torchrun, the process group with each process on its
+    LOCAL_RANK's GPU (or the CPU), every wait bounded by ``timeout`` (it covers rank 0's
+    merge); otherwise this process on ``device`` (default: the GPU when there is one)."""
+    if launched_by_torchrun():
+        return init_distributed((device or "auto").split(":")[0], timeout=timeout)
+    return DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+
+
+def on_rank_0(ctx: DistContext, fn, what: str):
+    """``fn()`` on rank 0 alone (claiming a folder); when it raises ``MLFOError``, every rank
+    raises, so none is left waiting in a collective: rank 0 its own error, the others one
+    line naming ``what``. -> ``fn()``'s result on rank 0, None on the others."""
+    result, refused = None, None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except MLFOError as err:
+            refused = err
+    if all_reduce_min(ctx, int(refused is None)) == 0:
+        raise refused or MLFOError(f"{what}: refused by rank 0 (see its message)")
+    return result
+
+
 def all_gather_objects(ctx: DistContext, obj) -> list:
     """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` when single-process."""
     if not (ctx.distributed and dist.is_initialized()):

@@ -5,6 +5,9 @@ raised as ``MLFOError`` with a one-line message naming the file or key and the p
 the CLI prints it without a stack trace.
 """
 
+import os
+from pathlib import Path
+
 
 class MLFOError(Exception):
     """An error caused by input or configuration, printed to the user as one line."""
@@ -17,9 +20,6 @@ class VideoDecodeError(MLFOError):
 def make_folder(path, role: str, writable: bool = False) -> None:
     """Create ``path`` (and its parents) for a command's output: a file in the way, a
     permission or a full disk is one line naming ``path`` and its ``role``."""
-    import os
-    from pathlib import Path
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MLFOError(f"{path}: the {role} exists and is not a folder")

@@ -12,15 +12,13 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mlfo.data import provenance
 from mlfo.data.splits import EvalData
-from mlfo.distributed import DistContext, barrier, init_distributed, launched_by_torchrun, leads_its_node, leaving_group
+from mlfo.distributed import barrier, init_distributed, leads_its_node, leaving_group, process_context
 from mlfo.errors import MLFOError
 from mlfo.eval.aggregate import group_masks, num_classes, per_group
 from mlfo.eval.cards import assemble_card, print_cards, write_card
@@ -72,11 +70,7 @@ def extract_features(
     # The node's first process indexes the data before the process group exists (see
     # mlfo.train.indexing); the others read its cache once they have joined.
     resolved = data_cfg.resolve(data, progress=progress) if leads_its_node() else None
-    if not launched_by_torchrun():
-        ctx = DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
-    else:
-        # torchrun gives each process its GPU (LOCAL_RANK); a bounded wait covers rank 0's merge
-        ctx = init_distributed((device or "auto").split(":")[0], timeout=timedelta(minutes=60))
+    ctx = process_context(device)
     with leaving_group(ctx):
         resolved = resolved or data_cfg.resolve(data, progress=False)
         inputs = [data] + ([data_cfg.split_dir] if data_cfg.split_dir else [])

@@ -21,7 +21,7 @@ import torch
 
 from mlfo.data import provenance
 from mlfo.data.splits import DataPart
-from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min
+from mlfo.distributed import DistContext, all_gather_objects, all_reduce_min, on_rank_0
 from mlfo.errors import MLFOError
 from mlfo.eval.cards import code_version
 from mlfo.eval.encoders import Encoder
@@ -47,15 +47,8 @@ def _description(encoders: list[Encoder], parts: list[DataPart], classes, views:
 
 def _claim(ctx: DistContext, out: Path, planned, inputs, description, overwrite) -> OutputFolder:
     """Rank 0 claims the folder; every rank stops when it refuses."""
-    refused, folder = None, OutputFolder(out)
-    if ctx.is_main:
-        try:
-            folder = claim(out, planned, [Path(i) for i in inputs], description, overwrite)
-        except MLFOError as err:
-            refused = err
-    if all_reduce_min(ctx, int(refused is None)) == 0:
-        raise refused or MLFOError(f"{out}: refused by rank 0 (see its message)")
-    return folder
+    claimed = on_rank_0(ctx, lambda: claim(out, planned, [Path(i) for i in inputs], description, overwrite), str(out))
+    return claimed or OutputFolder(out)
 
 
 def _protocol(enc: Encoder, part: DataPart, res: ExtractionResult, kept, skipped, views: ViewConfig,

@@ -15,15 +15,12 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mlfo.data.splits import EvalData
-from mlfo.distributed import (DistContext, all_gather_objects, init_distributed, launched_by_torchrun,
-                              leads_its_node, leaving_group)
+from mlfo.distributed import leads_its_node, leaving_group, on_rank_0, process_context
 from mlfo.errors import MLFOError, make_folder
 from mlfo.eval.features import SHARDS_DIR
 from mlfo.eval.output_folder import fingerprint
@@ -77,20 +74,6 @@ def prepare_out(out: Path, work: str) -> Path:
                 shutil.rmtree(other, ignore_errors=True)
     make_folder(out / ASSETS / "thumbs", "page folder (--out)")
     make_folder(out / SHARDS_DIR / work, "page folder (--out)")
-    return out / SHARDS_DIR / work
-
-
-def _prepare_on_rank_0(ctx: DistContext, out: Path, work: str) -> Path:
-    """Rank 0 prepares ``out``; every rank stops when it refuses."""
-    refused = None
-    if ctx.is_main:
-        try:
-            prepare_out(out, work)
-        except MLFOError as err:
-            refused = str(err)
-    refused = all_gather_objects(ctx, refused)[0]
-    if refused:
-        raise MLFOError(refused)
     return out / SHARDS_DIR / work
 
 
@@ -179,16 +162,14 @@ def _extract(encs, data: str, data_cfg: EvalData, queries, out: Path, views: Vie
     started = time.time()
     # The node's first process indexes the data before the process group exists (as extract).
     coll = col.load_collection(data, data_cfg, queries, progress=progress) if leads_its_node() else None
-    if launched_by_torchrun():  # each process its GPU (LOCAL_RANK); a bounded wait covers rank 0's merge
-        ctx = init_distributed((device or "auto").split(":")[0], timeout=timedelta(minutes=60))
-    else:
-        ctx = DistContext(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    ctx = process_context(device)
     precision = resolve_precision(precision, ctx.device)
     with leaving_group(ctx):
         coll = coll or col.load_collection(data, data_cfg, queries, progress=False)
         work = fingerprint({"encoders": [encoder_identity(e.info) or e.info for e in encs], "views": views.to_dict(),
                             "videos": [r.path for r in coll.records], "precision": precision})
-        shards = _prepare_on_rank_0(ctx, out, work)
+        on_rank_0(ctx, lambda: prepare_out(out, work), str(out))
+        shards = out / SHARDS_DIR / work
         got = col.extract({e.key: e.module for e in encs}, coll, views, shards, ctx, precision=precision,
                           backend=data_cfg.backend, progress=progress and ctx.is_main, **loader)
     if got is None:

@@ -185,14 +185,6 @@ def claim_run_folder(out_dir: str | Path, resume: str | None = None, overwrite: 
 def claim_on_rank_0(ctx, out_dir: str | Path, resume: str | None = None, overwrite: bool = False) -> RunFolder | None:
     """``claim_run_folder`` by rank 0 of ``ctx`` (a ``DistContext``); when it refuses, every
     rank raises (none is left waiting in a collective). The other ranks get None."""
-    from mlfo.distributed import all_reduce_min
+    from mlfo.distributed import on_rank_0
 
-    folder, refused = None, None
-    if ctx.is_main:
-        try:
-            folder = claim_run_folder(out_dir, resume, overwrite)
-        except MLFOError as err:
-            refused = err
-    if all_reduce_min(ctx, int(refused is None)) == 0:
-        raise refused or MLFOError(f"{out_dir}: refused by rank 0 (see its message)")
-    return folder
+    return on_rank_0(ctx, lambda: claim_run_folder(out_dir, resume, overwrite), str(out_dir))
