@@ -20,7 +20,7 @@ import torch
 from mlfo.data.sources import load_index
 from mlfo.train.checkpoint import load_checkpoint
 from mlfo.train.metrics_log import read_metrics
-from train_helpers import REPO, read_index_log, subprocess_env
+from train_helpers import REPO, read_index_log, subprocess_env, wait_until_unlocked
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +101,7 @@ def test_sigkill_then_resume_under_torchrun_gives_the_uninterrupted_weights(data
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     saved = load_checkpoint(out / "last.pt")
     assert 1 <= saved["global_step"] < STEPS, "the run finished before it could be killed"
+    wait_until_unlocked(out)  # the workers exit a moment after torchrun
 
     resumed = subprocess.run(_command(data, out), env=_env(tmp_path / "record2"), capture_output=True,
                              text=True, timeout=600)

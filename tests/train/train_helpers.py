@@ -83,3 +83,24 @@ def read_index_log(out_dir: Path, rank: int = 0) -> list[dict]:
     import json
 
     return [json.loads(line) for line in (out_dir / INDEX_LOG.format(rank=rank)).read_text().splitlines()]
+
+
+def wait_until_unlocked(run_dir: Path, timeout: float = 60.0) -> None:
+    """After killing a run: wait until its run-folder lock is free, i.e. every killed
+    process that held it (torchrun's workers die a moment after torchrun) has exited."""
+    import fcntl
+    import time
+
+    from mlfo.train.run_folder import LOCK_FILE
+
+    deadline = time.time() + timeout
+    with open(run_dir / LOCK_FILE, "a") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.time() > deadline:
+                    raise TimeoutError(f"{run_dir}: still locked {timeout:.0f} s after the kill") from None
+                time.sleep(0.05)
